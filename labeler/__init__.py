@@ -1,0 +1,45 @@
+"""labeler: make AI-generated content carry its label.
+
+GB 45438-2025 implicit labels (TC260 AIGC record in XMP), IPTC DigitalSourceType and a signed
+provenance record, written into content bytes without re-encoding, and verified on receipt.
+"""
+
+__version__ = "0.1.0"
+
+from .aigc import AigcRecord, Label  # noqa: E402
+from .errors import (  # noqa: E402
+    AlreadyLabeledError,
+    ConfigError,
+    InvalidRecordError,
+    LabelerError,
+    LabelTooLargeError,
+    MalformedFileError,
+    SigningKeyError,
+    UnsupportedFormatError,
+)
+from .labeling import label_bytes  # noqa: E402
+from .policy import LabelPolicy  # noqa: E402
+from .signing import PublicKey, SigningKey, TrustStore  # noqa: E402
+from .verification import Status, Verdict, verify  # noqa: E402
+
+__all__ = [
+    "AigcRecord",
+    "AlreadyLabeledError",
+    "ConfigError",
+    "InvalidRecordError",
+    "Label",
+    "LabelPolicy",
+    "LabelTooLargeError",
+    "LabelerError",
+    "MalformedFileError",
+    "PublicKey",
+    "SigningKey",
+    "SigningKeyError",
+    "Status",
+    "TrustStore",
+    "UnsupportedFormatError",
+    "Verdict",
+    "__version__",
+    "label_bytes",
+    "verify",
+]

@@ -1,0 +1,148 @@
+"""The GB 45438-2025 Annex E implicit-label record.
+
+Seven string fields under an ``AIGC`` key. Values are limited to a printable-ASCII subset
+(0x21, 0x23-0x5B, 0x5D-0x7E: no space, quote or backslash), which is why provider *codes*
+rather than names go in ``ContentProducer``. We write the wrapped form ``{"AIGC":{...}}`` and
+read both the wrapped and the bare form, since both occur in real files.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .errors import InvalidRecordError
+
+__all__ = ["FIELD_ORDER", "AigcRecord", "Label", "check_charset", "new_produce_id"]
+
+#: Field names in the order Annex E lists them; serialisation keeps this order.
+FIELD_ORDER = (
+    "Label",
+    "ContentProducer",
+    "ProduceID",
+    "ReservedCode1",
+    "ContentPropagator",
+    "PropagateID",
+    "ReservedCode2",
+)
+
+_ALLOWED = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]*")
+#: A record is tiny by design; anything far larger is hostile or broken.
+MAX_RECORD_CHARS = 16_384
+
+
+class Label(str, enum.Enum):
+    """The ``Label`` field: how sure the labeller is that the content is AI-generated."""
+
+    GENERATED = "1"  #: is AI-generated (the producer's own label; Measures Art. 6 case 1)
+    POSSIBLY = "2"  #: possibly AI-generated (uploader declared it; case 2)
+    SUSPECTED = "3"  #: suspected AI-generated (traces detected; case 3)
+
+    @property
+    def notice(self) -> str:
+        """The Art. 6 notice level a platform shows for this label."""
+        return {"1": "confirmed", "2": "possible", "3": "suspected"}[self.value]
+
+
+def check_charset(name: str, value: str) -> str:
+    """Return ``value`` if it obeys the Annex E character rule, else raise with the culprit."""
+    if not isinstance(value, str):
+        raise InvalidRecordError(f"AIGC field {name} must be a string, got {type(value).__name__}")
+    if _ALLOWED.fullmatch(value) is None:
+        bad = next(c for c in value if _ALLOWED.fullmatch(c) is None)
+        raise InvalidRecordError(
+            f"AIGC field {name} contains {bad!r} (U+{ord(bad):04X}); GB 45438 allows only "
+            "printable ASCII without space, double quote or backslash"
+        )
+    return value
+
+
+def new_produce_id() -> str:
+    """A unique, time-sortable content id: 48-bit ms timestamp + 80 random bits, as 32 hex."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True)
+class AigcRecord:
+    """One Annex E record. Construct it and it is valid; parse it and it is valid or raises."""
+
+    Label: Label
+    ContentProducer: str
+    ProduceID: str
+    ReservedCode1: str = ""
+    ContentPropagator: str = ""
+    PropagateID: str = ""
+    ReservedCode2: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "Label", Label(self.Label))
+        except ValueError:
+            raise InvalidRecordError(
+                f"AIGC Label must be '1', '2' or '3', got {self.Label!r}"
+            ) from None
+        for name in FIELD_ORDER[1:]:
+            check_charset(name, getattr(self, name))
+        if not self.ContentProducer:
+            raise InvalidRecordError("AIGC ContentProducer must not be empty")
+        if not self.ProduceID:
+            raise InvalidRecordError("AIGC ProduceID must not be empty")
+
+    @classmethod
+    def first_write(
+        cls,
+        producer: str,
+        produce_id: str,
+        reserved_code1: str = "",
+        label: Label = Label.GENERATED,
+    ) -> AigcRecord:
+        """A producer's record; on first write the propagator fields equal the producer's."""
+        return cls(label, producer, produce_id, reserved_code1, producer, produce_id, "")
+
+    def with_fields(self, **changes: str) -> AigcRecord:
+        """A copy with some fields changed (re-validated)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, str]:
+        values = {name: getattr(self, name) for name in FIELD_ORDER}
+        values["Label"] = self.Label.value
+        return values
+
+    def to_json(self, *, wrapped: bool = True) -> str:
+        """Compact JSON in Annex E field order; wrapped in ``{"AIGC":...}`` by default."""
+        body: dict[str, Any] = self.as_dict()
+        return json.dumps({"AIGC": body} if wrapped else body, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AigcRecord:
+        """Parse the wrapped or the bare form. Raises :class:`InvalidRecordError` on anything else."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidRecordError(f"AIGC record is not UTF-8: {exc}") from None
+        if len(text) > MAX_RECORD_CHARS:
+            raise InvalidRecordError(f"AIGC record too long ({len(text)} chars)")
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRecordError(f"AIGC record is not valid JSON: {exc}") from None
+        if isinstance(obj, dict) and set(obj) == {"AIGC"}:
+            obj = obj["AIGC"]
+        if not isinstance(obj, dict):
+            raise InvalidRecordError("AIGC record must be a JSON object")
+        missing = [k for k in ("Label", "ContentProducer", "ProduceID") if k not in obj]
+        if missing:
+            raise InvalidRecordError(f"AIGC record lacks {', '.join(missing)}")
+        values = {}
+        for name in FIELD_ORDER:
+            value = obj.get(name, "")
+            if not isinstance(value, str):
+                raise InvalidRecordError(f"AIGC field {name} must be a string")
+            values[name] = value
+        return cls(**values)  # type: ignore[arg-type]

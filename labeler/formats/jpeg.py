@@ -1,0 +1,132 @@
+"""JPEG: the label lives in an APP1 XMP segment; pixels (the scan data) are never touched.
+
+The walker reads marker segments up to the first SOS; everything from SOS on (entropy-coded
+data, further scans, EOI, any trailer) is opaque content that the digest covers byte for byte.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import LabelTooLargeError, MalformedFileError
+from .base import ContainerFormat, complement, digest_ranges, register
+
+XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+EXIF_HEADER = b"Exif\x00\x00"
+APP0, APP1, SOS, EOI = 0xE0, 0xE1, 0xDA, 0xD9
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: no length field
+MAX_XMP = 0xFFFF - 2 - len(XMP_HEADER)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    marker: int
+    start: int  #: offset of the 0xFF
+    end: int  #: offset just past the segment
+
+    def payload(self, data: bytes) -> bytes:
+        return data[self.start + 4 : self.end]
+
+    def is_xmp(self, data: bytes) -> bool:
+        return self.marker == APP1 and data.startswith(XMP_HEADER, self.start + 4)
+
+    def is_exif(self, data: bytes) -> bool:
+        return self.marker == APP1 and data.startswith(EXIF_HEADER, self.start + 4)
+
+
+def accept(prefix: bytes) -> bool:
+    return prefix[:3] == b"\xff\xd8\xff"
+
+
+def segments(data: bytes) -> list[Segment]:
+    """The marker segments before the first scan. Raises on truncation or a bad marker."""
+    if not accept(data[:3]):
+        raise MalformedFileError("not a JPEG (no SOI marker)")
+    out: list[Segment] = []
+    pos, size = 2, len(data)
+    while True:
+        if pos + 2 > size:
+            raise MalformedFileError(f"JPEG truncated at offset {pos} (no SOS before end)")
+        if data[pos] != 0xFF:
+            raise MalformedFileError(f"JPEG marker expected at offset {pos}, found 0x{data[pos]:02X}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (SOS, EOI):
+            return out
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if pos + 4 > size:
+            raise MalformedFileError(f"JPEG truncated in segment header at offset {pos}")
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        end = pos + 2 + length
+        if length < 2 or end > size:
+            raise MalformedFileError(
+                f"JPEG segment 0x{marker:02X} at offset {pos} declares {length} bytes, beyond the file"
+            )
+        out.append(Segment(marker, pos, end))
+        pos = end
+
+
+def read_xmp(data: bytes) -> bytes | None:
+    for seg in segments(data):
+        if seg.is_xmp(data):
+            return seg.payload(data)[len(XMP_HEADER) :]
+    return None
+
+
+def write_xmp(data: bytes, packet: bytes) -> bytes:
+    """Replace the first XMP segment (dropping any duplicates) or insert one after JFIF/Exif."""
+    if len(packet) > MAX_XMP:
+        raise LabelTooLargeError(f"XMP packet of {len(packet)} bytes exceeds JPEG's {MAX_XMP}")
+    segs = segments(data)
+    segment = b"\xff\xe1" + struct.pack(">H", 2 + len(XMP_HEADER) + len(packet)) + XMP_HEADER + packet
+    xmp = [s for s in segs if s.is_xmp(data)]
+    if xmp:
+        parts, pos = [], 0
+        for i, seg in enumerate(xmp):
+            parts += [data[pos : seg.start], segment if i == 0 else b""]
+            pos = seg.end
+        parts.append(data[pos:])
+        return b"".join(parts)
+    insert_at = 2
+    for seg in segs:
+        if seg.marker == APP0 or seg.is_exif(data):
+            insert_at = seg.end
+        else:
+            break
+    return b"".join((data[:insert_at], segment, data[insert_at:]))
+
+
+def content_digest(data: bytes) -> bytes:
+    spans = [(s.start, s.end) for s in segments(data) if s.is_xmp(data)]
+    return digest_ranges(data, complement(spans, len(data)))
+
+
+def read_fallback(data: bytes) -> str | None:
+    """An AIGC JSON that another tool put in EXIF UserComment (0x9286), if any."""
+    import piexif  # only needed for this rare path
+
+    for seg in segments(data):
+        if seg.is_exif(data):
+            try:
+                exif = piexif.load(seg.payload(data))
+            except Exception:  # piexif raises assorted errors on broken EXIF; it is only a hint
+                return None
+            raw = exif.get("Exif", {}).get(piexif.ExifIFD.UserComment)
+            if isinstance(raw, bytes) and b"AIGC" in raw:
+                text = raw[8:] if raw[:8] in (b"ASCII\x00\x00\x00", b"UNICODE\x00", b"\x00" * 8) else raw
+                encoding = "utf-16" if raw[:8] == b"UNICODE\x00" else "utf-8"
+                return text.decode(encoding, "replace").strip("\x00 ")
+    return None
+
+
+FORMAT = register(
+    ContainerFormat(
+        "jpeg", "image/jpeg", (".jpg", ".jpeg", ".jpe", ".jfif"),
+        accept, read_xmp, write_xmp, content_digest, read_fallback,
+    )
+)

@@ -1,0 +1,138 @@
+"""PNG: the label lives in an ``iTXt`` chunk with keyword ``XML:com.adobe.xmp``.
+
+It is inserted before the first ``IDAT`` (so streaming readers meet it before the pixels);
+image chunks are copied untouched. A ``tEXt``/``iTXt``/``zTXt`` chunk keyed ``AIGC``, which some
+tools write, is read as a fallback.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from ..errors import MalformedFileError
+from .base import ContainerFormat, complement, digest_ranges, register
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+XMP_KEYWORD = b"XML:com.adobe.xmp"
+#: Bound on decompressed text chunks we read (zTXt/iTXt): a zip bomb stops here.
+MAX_TEXT = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    type: bytes
+    start: int  #: offset of the length field
+    end: int  #: offset just past the CRC
+
+    def data(self, buf: bytes) -> bytes:
+        return buf[self.start + 8 : self.end - 4]
+
+
+def accept(prefix: bytes) -> bool:
+    return prefix[:8] == SIGNATURE
+
+
+def chunks(data: bytes) -> list[Chunk]:
+    """Every chunk up to and including IEND. Raises on truncation or a missing IEND."""
+    if not accept(data[:8]):
+        raise MalformedFileError("not a PNG (bad signature)")
+    out: list[Chunk] = []
+    pos, size = 8, len(data)
+    while True:
+        if pos + 12 > size:
+            raise MalformedFileError(f"PNG truncated at offset {pos} (no IEND)")
+        length, ctype = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF or end > size:
+            raise MalformedFileError(f"PNG chunk {ctype!r} at offset {pos} declares {length} bytes, beyond the file")
+        out.append(Chunk(ctype, pos, end))
+        pos = end
+        if ctype == b"IEND":
+            return out
+
+
+def _text_chunk(chunk: Chunk, data: bytes) -> tuple[bytes, str] | None:
+    """(keyword, text) of a tEXt/zTXt/iTXt chunk, or ``None`` if it is not one or is broken."""
+    body = chunk.data(data)
+    keyword, sep, rest = body.partition(b"\x00")
+    if not sep:
+        return None
+    try:
+        if chunk.type == b"tEXt":
+            return keyword, rest.decode("latin-1")
+        if chunk.type == b"zTXt":
+            return keyword, _inflate(rest[1:]).decode("latin-1")
+        if chunk.type == b"iTXt":
+            fields = rest[2:].split(b"\x00", 2)  # language tag, translated keyword, text
+            if len(rest) < 2 or len(fields) < 3:
+                return None
+            text = fields[2]
+            return keyword, (_inflate(text) if rest[0] else text).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError, MalformedFileError):
+        return None
+    return None
+
+
+def _inflate(raw: bytes) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(raw, MAX_TEXT)
+    if d.unconsumed_tail:
+        raise MalformedFileError(f"PNG text chunk inflates beyond {MAX_TEXT} bytes")
+    return out
+
+
+def _is_xmp(chunk: Chunk, data: bytes) -> bool:
+    return chunk.type == b"iTXt" and data.startswith(XMP_KEYWORD + b"\x00", chunk.start + 8)
+
+
+def read_xmp(data: bytes) -> bytes | None:
+    for chunk in chunks(data):
+        if _is_xmp(chunk, data):
+            parsed = _text_chunk(chunk, data)
+            if parsed is None:
+                raise MalformedFileError("PNG XMP iTXt chunk is broken")
+            return parsed[1].encode("utf-8")
+    return None
+
+
+def _make_chunk(ctype: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
+
+
+def write_xmp(data: bytes, packet: bytes) -> bytes:
+    """Replace the XMP chunk (dropping duplicates) or insert one before the first IDAT."""
+    all_chunks = chunks(data)
+    new = _make_chunk(b"iTXt", XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + packet)
+    xmp = [c for c in all_chunks if _is_xmp(c, data)]
+    if xmp:
+        parts, pos = [], 0
+        for i, c in enumerate(xmp):
+            parts += [data[pos : c.start], new if i == 0 else b""]
+            pos = c.end
+        parts.append(data[pos:])
+        return b"".join(parts)
+    at = next((c.start for c in all_chunks if c.type in (b"IDAT", b"IEND")), all_chunks[-1].start)
+    return b"".join((data[:at], new, data[at:]))
+
+
+def content_digest(data: bytes) -> bytes:
+    spans = [(c.start, c.end) for c in chunks(data) if _is_xmp(c, data)]
+    return digest_ranges(data, complement(spans, len(data)))
+
+
+def read_fallback(data: bytes) -> str | None:
+    for chunk in chunks(data):
+        if chunk.type in (b"tEXt", b"zTXt", b"iTXt") and data.startswith(b"AIGC\x00", chunk.start + 8):
+            parsed = _text_chunk(chunk, data)
+            if parsed is not None:
+                return parsed[1]
+    return None
+
+
+FORMAT = register(
+    ContainerFormat(
+        "png", "image/png", (".png",), accept, read_xmp, write_xmp, content_digest, read_fallback
+    )
+)

@@ -1,0 +1,139 @@
+"""WebP: the label lives in a RIFF ``XMP `` chunk, announced by the VP8X header's XMP flag.
+
+A simple (VP8 / VP8L) file is converted to the extended layout by prepending a VP8X chunk with
+the canvas size read from the bitstream header; the image chunk itself is copied untouched.
+The digest covers every chunk but ``XMP ``, with the VP8X XMP flag masked, plus any trailer.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import MalformedFileError
+from .base import ContainerFormat, digest_ranges, register
+
+XMP_FLAG = 0x04
+ALPHA_FLAG = 0x10
+#: Chunks the extended format orders before XMP; unknown chunks go after it.
+_KNOWN = {b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L", b"EXIF"}
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    fourcc: bytes
+    start: int  #: offset of the FourCC
+    end: int  #: offset just past the payload and its pad byte
+
+    def payload(self, data: bytes) -> bytes:
+        (size,) = struct.unpack_from("<I", data, self.start + 4)
+        return data[self.start + 8 : self.start + 8 + size]
+
+
+def accept(prefix: bytes) -> bool:
+    return prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP"
+
+
+def walk(data: bytes) -> tuple[list[Chunk], int]:
+    """(chunks, end of the RIFF payload). Raises on truncation or overlong sizes."""
+    if len(data) < 12 or not accept(data[:12]):
+        raise MalformedFileError("not a WebP (no RIFF/WEBP header)")
+    (riff_size,) = struct.unpack_from("<I", data, 4)
+    riff_end = 8 + riff_size
+    if riff_end > len(data) or riff_size % 2:
+        raise MalformedFileError(f"WebP RIFF size {riff_size} does not fit a {len(data)}-byte file")
+    out: list[Chunk] = []
+    pos = 12
+    while pos < riff_end:
+        if pos + 8 > riff_end:
+            raise MalformedFileError(f"WebP chunk header truncated at offset {pos}")
+        fourcc, size = struct.unpack_from("<4sI", data, pos)
+        end = pos + 8 + size + (size & 1)
+        if end > riff_end:
+            raise MalformedFileError(f"WebP chunk {fourcc!r} at offset {pos} declares {size} bytes, beyond RIFF")
+        out.append(Chunk(fourcc, pos, end))
+        pos = end
+    if not out:
+        raise MalformedFileError("WebP has no chunks")
+    return out, riff_end
+
+
+def read_xmp(data: bytes) -> bytes | None:
+    chunks, _ = walk(data)
+    return next((c.payload(data) for c in chunks if c.fourcc == b"XMP "), None)
+
+
+def _vp8x_for(chunk: Chunk, data: bytes) -> bytes:
+    """A VP8X chunk describing the canvas of a simple-format image chunk."""
+    body = chunk.payload(data)
+    flags = 0
+    if chunk.fourcc == b"VP8 ":
+        if len(body) < 10 or body[3:6] != b"\x9d\x01\x2a":
+            raise MalformedFileError("WebP VP8 bitstream header is broken")
+        width, height = (v & 0x3FFF for v in struct.unpack_from("<HH", body, 6))
+    elif chunk.fourcc == b"VP8L":
+        if len(body) < 5 or body[0] != 0x2F:
+            raise MalformedFileError("WebP VP8L bitstream header is broken")
+        (bits,) = struct.unpack_from("<I", body, 1)
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if bits >> 28 & 1:
+            flags |= ALPHA_FLAG
+    else:
+        raise MalformedFileError(f"simple WebP starts with {chunk.fourcc!r}, not VP8/VP8L/VP8X")
+    if width == 0 or height == 0:
+        raise MalformedFileError("WebP canvas has a zero dimension")
+    payload = bytes([flags, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"VP8X" + struct.pack("<I", 10) + payload
+
+
+def write_xmp(data: bytes, packet: bytes) -> bytes:
+    chunks, riff_end = walk(data)
+    new = b"XMP " + struct.pack("<I", len(packet)) + packet + (b"\x00" if len(packet) & 1 else b"")
+    parts: list[bytes] = []
+    if chunks[0].fourcc == b"VP8X":
+        head = chunks[0]
+        if head.end - head.start < 18:
+            raise MalformedFileError("WebP VP8X chunk is too short")
+        flags = data[head.start + 8] | XMP_FLAG
+        parts.append(data[head.start : head.start + 8] + bytes([flags]) + data[head.start + 9 : head.end])
+        rest = chunks[1:]
+    else:
+        parts.append(_vp8x_for(chunks[0], data))
+        rest = chunks
+    inserted = False
+    for chunk in rest:
+        if chunk.fourcc == b"XMP ":
+            if not inserted:
+                parts.append(new)
+                inserted = True
+            continue
+        if not inserted and chunk.fourcc not in _KNOWN:
+            parts.append(new)
+            inserted = True
+        parts.append(data[chunk.start : chunk.end])
+    if not inserted:
+        parts.append(new)
+    body = b"".join(parts)
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body + data[riff_end:]
+
+
+def content_digest(data: bytes) -> bytes:
+    chunks, riff_end = walk(data)
+    keep: list[tuple[int, int]] = []
+    masked = b""
+    for chunk in chunks:
+        if chunk.fourcc == b"XMP ":
+            continue
+        if chunk.fourcc == b"VP8X" and chunk.end - chunk.start > 8:
+            masked = bytes([data[chunk.start + 8] & ~XMP_FLAG & 0xFF])
+            keep += [(chunk.start, chunk.start + 8), (chunk.start + 9, chunk.end)]
+        else:
+            keep.append((chunk.start, chunk.end))
+    keep.append((riff_end, len(data)))
+    # The masked flag byte is hashed first so the digest still depends on the other flags.
+    return digest_ranges(data, keep, prefix=masked)
+
+
+FORMAT = register(
+    ContainerFormat("webp", "image/webp", (".webp",), accept, read_xmp, write_xmp, content_digest)
+)

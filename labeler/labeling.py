@@ -1,0 +1,90 @@
+"""Write the implicit label and signed provenance into content bytes, without re-encoding.
+
+Flow: detect container -> stage the label slot -> digest the content outside the slot ->
+sign -> write the GB record + IPTC + provenance into the slot. Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal
+
+from . import __version__
+from .aigc import AigcRecord, Label, new_produce_id
+from .errors import AlreadyLabeledError
+from .formats import detect
+from .policy import LabelPolicy
+from .provenance import Provenance, sign, utc_now
+from .xmp import XmpLabel, read_label, write_label
+
+__all__ = ["label_bytes"]
+
+OnExisting = Literal["error", "keep", "replace"]
+
+
+def label_bytes(
+    data: bytes,
+    policy: LabelPolicy,
+    *,
+    label: Label | str = Label.GENERATED,
+    produce_id: str | None = None,
+    created: _dt.datetime | None = None,
+    on_existing: OnExisting = "error",
+) -> bytes:
+    """Return ``data`` carrying a GB 45438 implicit label, IPTC DigitalSourceType and, when the
+    policy has a signing key, a signed provenance record bound to the content.
+
+    ``on_existing`` decides what happens when the content already has an AIGC label: ``"error"``
+    raises :class:`AlreadyLabeledError` (Measures Art. 10 forbids silently replacing someone's
+    label), ``"keep"`` returns ``data`` unchanged (idempotent batch runs), ``"replace"``
+    relabels (e.g. your own earlier label). Pixels and all other bytes are kept as they are.
+    """
+    fmt = detect(data)
+    existing = fmt.read_xmp(data)
+    already = (existing is not None and read_label(existing) is not None) or fmt.read_fallback(data)
+    if already:
+        if on_existing == "keep":
+            return data
+        if on_existing == "error":
+            raise AlreadyLabeledError(
+                "content already carries an AIGC label; pass on_existing='keep' or 'replace'"
+            )
+    label = Label(label)
+    produce_id = produce_id or new_produce_id()
+    staged = fmt.write_xmp(data, b"")  # the slot exists now, so the digest is final
+    token = ""
+    when = (
+        created.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else utc_now()
+    )
+    if policy.signing_key is not None:
+        token = sign(
+            Provenance(
+                producer=policy.producer,
+                produce_id=produce_id,
+                label=label.value,
+                provider=policy.provider_name,
+                system=policy.system_name,
+                system_version=policy.system_version,
+                created=when,
+                filing_numbers=policy.filing_numbers,
+                media_format=fmt.name,
+                content_digest=fmt.content_digest(staged),
+                launch_number=policy.launch_number,
+            ),
+            policy.signing_key,
+        )
+    record = AigcRecord.first_write(policy.producer, produce_id, token, label)
+    packet = write_label(
+        XmpLabel(
+            aigc=record.to_json(),
+            provenance=token or None,
+            provider=policy.provider_name,
+            system=policy.system_name,
+            system_version=policy.system_version or None,
+            created=when,
+            filing_numbers="; ".join(policy.filing_numbers) or None,
+        ),
+        existing=existing,
+        toolkit=f"aigc-labeler {__version__}",
+    )
+    return fmt.write_xmp(staged, packet)

@@ -1,0 +1,176 @@
+"""Who labels, and how: the service identity every label carries.
+
+A :class:`LabelPolicy` is validated when it is built, so a bad provider code or filing number
+stops a service at start-up instead of stamping a wrong label on every answer. It loads from a
+TOML file (``[labeler]`` table) and ``LABELER_*`` environment variables (env wins).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .aigc import check_charset
+from .errors import ConfigError, InvalidRecordError
+from .identifiers import ProviderCode, validate_filing_number, validate_provider_code
+from .signing import SigningKey
+
+__all__ = ["LabelPolicy", "check_label_text"]
+
+_ZH_AI = ("人工智能", "AI")
+_ZH_GEN = ("生成", "合成")
+_EN_AI = re.compile(r"\bAI\b|artificial intelligence", re.IGNORECASE)
+_EN_GEN = re.compile(r"generat|synthe", re.IGNORECASE)
+
+
+def check_label_text(text: str, language: str) -> str:
+    """Enforce the wording rule: an AI element AND a generation element ("AI" alone is not enough)."""
+    text = text.strip()
+    if language == "zh":
+        ok = any(a in text for a in _ZH_AI) and any(g in text for g in _ZH_GEN)
+        rule = "must contain '人工智能' or 'AI' and '生成' or '合成' (e.g. 'AI生成')"
+    else:
+        ok = bool(_EN_AI.search(text) and _EN_GEN.search(text))
+        rule = "must name AI and generation/synthesis (e.g. 'AI-generated')"
+    if not ok:
+        raise ConfigError(f"label text {text!r} ({language}) {rule}")
+    return text
+
+
+@dataclass(frozen=True)
+class LabelPolicy:
+    """The identity and choices of one labelling service."""
+
+    provider_name: str
+    provider_code: str | None = None
+    filing_numbers: tuple[str, ...] = ()
+    launch_number: str | None = None  #: 上线编号 of an app on a filed model; shape unconfirmed
+    system_name: str = "unknown"
+    system_version: str = ""
+    label_text_zh: str = "AI生成"
+    label_text_en: str = "AI-generated"
+    language: Literal["zh", "en"] = "zh"
+    signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.provider_name.strip():
+            raise ConfigError("provider_name must not be empty")
+        if self.provider_code is not None:
+            object.__setattr__(self, "provider_code", validate_provider_code(self.provider_code))
+        if isinstance(self.filing_numbers, str):
+            raise ConfigError("filing_numbers must be a list of strings, not one string")
+        object.__setattr__(
+            self, "filing_numbers", tuple(validate_filing_number(n) for n in self.filing_numbers)
+        )
+        if self.language not in ("zh", "en"):
+            raise ConfigError(f"language must be 'zh' or 'en', got {self.language!r}")
+        object.__setattr__(self, "label_text_zh", check_label_text(self.label_text_zh, "zh"))
+        object.__setattr__(self, "label_text_en", check_label_text(self.label_text_en, "en"))
+        if self.signing_key is not None and not isinstance(self.signing_key, SigningKey):
+            raise ConfigError("signing_key must be a labeler.SigningKey")
+        _ = self.producer  # fail now, not at the first label
+
+    @property
+    def producer(self) -> str:
+        """The ``ContentProducer`` value: the provider code, else an ASCII-safe provider name."""
+        if self.provider_code is not None:
+            return ProviderCode(self.provider_code)
+        try:
+            return check_charset("ContentProducer", self.provider_name)
+        except InvalidRecordError:
+            raise ConfigError(
+                f"provider_name {self.provider_name!r} can't be a GB 45438 ContentProducer "
+                "(printable ASCII only, no spaces); set provider_code"
+            ) from None
+
+    @property
+    def label_text(self) -> str:
+        """The visible label text in the policy's language."""
+        return self.label_text_zh if self.language == "zh" else self.label_text_en
+
+    def with_changes(self, **changes: Any) -> LabelPolicy:
+        return replace(self, **changes)
+
+    # -- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base_dir: Path | None = None) -> LabelPolicy:
+        """Build from a plain mapping (a TOML ``[labeler]`` table, or env values)."""
+        data = dict(data)
+        texts = data.pop("label_text", None) or {}
+        if not isinstance(texts, Mapping):
+            raise ConfigError("label_text must be a table with zh and/or en")
+        for lang in ("zh", "en"):
+            if lang in texts:
+                data[f"label_text_{lang}"] = texts[lang]
+        key_file = data.pop("key_file", None)
+        if key_file:
+            path = Path(key_file)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            data["signing_key"] = SigningKey.from_file(path)
+        if "filing_numbers" in data:
+            data["filing_numbers"] = tuple(data["filing_numbers"])
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown policy setting(s): {', '.join(unknown)}")
+        if "provider_name" not in data:
+            raise ConfigError("provider_name is required")
+        for name, value in data.items():
+            if name != "signing_key" and not isinstance(value, str | tuple | type(None)):
+                raise ConfigError(f"policy setting {name} must be a string")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> LabelPolicy:
+        return cls.load(path, env={})
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> LabelPolicy:
+        """TOML file (``path`` or ``$LABELER_CONFIG``) overlaid with ``LABELER_*`` variables."""
+        env = os.environ if env is None else env
+        path = path or env.get("LABELER_CONFIG")
+        data: dict[str, Any] = {}
+        base_dir = None
+        if path:
+            path = Path(path)
+            try:
+                with path.open("rb") as fh:
+                    doc = tomllib.load(fh)
+            except OSError as exc:
+                raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+            table = doc.get("labeler", doc)
+            if not isinstance(table, dict):
+                raise ConfigError(f"config {path}: [labeler] must be a table")
+            data.update(table)
+            base_dir = path.parent
+        data.update(_from_env(env))
+        return cls.from_mapping(data, base_dir)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("provider_name", "provider_code", "launch_number", "system_name",
+                 "system_version", "language", "key_file"):
+        value = env.get(f"LABELER_{name.upper()}")
+        if value:
+            out[name] = value
+    if env.get("LABELER_FILING_NUMBERS"):
+        out["filing_numbers"] = tuple(
+            n.strip() for n in re.split(r"[,;]", env["LABELER_FILING_NUMBERS"]) if n.strip()
+        )
+    texts = {lang: env[f"LABELER_LABEL_TEXT_{lang.upper()}"]
+             for lang in ("zh", "en") if env.get(f"LABELER_LABEL_TEXT_{lang.upper()}")}
+    if texts:
+        out["label_text"] = texts
+    return out

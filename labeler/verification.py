@@ -1,0 +1,179 @@
+"""Check the label on content someone hands us: the labelling path, run backwards.
+
+find label -> parse the GB record -> parse the provenance token -> verify the signature ->
+compare signed fields with the record -> recompute the content digest -> check key trust.
+
+:func:`verify` never raises on content: broken files, forged or copied labels all come back
+as a :class:`Verdict` with a distinct :class:`Status` and the reasons. Nothing that is altered,
+mismatched or signed by an unknown key reads as ``VERIFIED``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from .aigc import AigcRecord
+from .errors import InvalidRecordError, LabelerError
+from .formats import detect
+from .provenance import SignedProvenance, parse_token
+from .signing import TrustStore, b64url_encode
+from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel, read_label
+
+__all__ = ["Status", "Verdict", "verify"]
+
+
+class Status(str, enum.Enum):
+    """From best to worst. Only ``VERIFIED`` means: ours to trust, intact, as labelled."""
+
+    VERIFIED = "verified"  #: signature valid, key trusted, content intact, fields consistent
+    UNTRUSTED = "untrusted"  #: signature valid and content intact, but the key is not trusted
+    ALTERED = "altered"  #: signature valid, but the content is not what was signed (edit or copy)
+    LABEL_MISMATCH = "label-mismatch"  #: the GB record disagrees with the signed fields
+    BAD_SIGNATURE = "bad-signature"  #: signature invalid, or an algorithm we refuse
+    UNSIGNED = "unsigned"  #: a GB record, but no provenance we can check
+    MALFORMED_LABEL = "malformed-label"  #: a label is there but does not parse or breaks rules
+    NO_LABEL = "no-label"  #: readable content without an AIGC label
+    UNREADABLE = "unreadable"  #: not a supported format, or a broken container
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    media_format: str | None = None
+    record: AigcRecord | None = None
+    signed: SignedProvenance | None = None
+    label_source: str | None = None  #: "xmp", or the fallback slot it came from
+    signature_valid: bool | None = None
+    key_trusted: bool | None = None
+    content_intact: bool | None = None
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.VERIFIED
+
+    @property
+    def label_present(self) -> bool:
+        return self.status not in (Status.NO_LABEL, Status.UNREADABLE)
+
+    @property
+    def fields_valid(self) -> bool:
+        return self.record is not None
+
+    @property
+    def notice(self) -> str:
+        """Measures Art. 6 notice level from the label: confirmed / possible / suspected / none."""
+        return self.record.Label.notice if self.record is not None else "none"
+
+    @property
+    def filing_numbers(self) -> tuple[str, ...]:
+        """Filing numbers from the signed record only: unsigned copies prove nothing."""
+        return self.signed.provenance.filing_numbers if self.signed is not None else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary for CLIs, headers and logs."""
+        out: dict[str, Any] = {
+            "status": self.status.value,
+            "ok": self.ok,
+            "notice": self.notice,
+            "format": self.media_format,
+            "label_present": self.label_present,
+            "label_source": self.label_source,
+            "fields_valid": self.fields_valid,
+            "signature_valid": self.signature_valid,
+            "key_trusted": self.key_trusted,
+            "content_intact": self.content_intact,
+            "filing_numbers": list(self.filing_numbers),
+            "record": self.record.as_dict() if self.record else None,
+            "problems": list(self.problems),
+        }
+        if self.signed is not None:
+            p = self.signed.provenance
+            out["provenance"] = {
+                "provider": p.provider, "system": p.system, "system_version": p.system_version,
+                "created": p.created, "algorithm": self.signed.algorithm,
+                "key_id": self.signed.public_key.key_id, "content_digest": b64url_encode(p.content_digest),
+            }
+        return out
+
+
+def _find_label(data: bytes) -> tuple[str, XmpLabel | None, str | None]:
+    """(media format, XMP label or None, fallback JSON or None). Raises LabelerError."""
+    fmt = detect(data)
+    packet = fmt.read_xmp(data)
+    xmp = read_label(packet) if packet is not None else None
+    return fmt.name, xmp, (fmt.read_fallback(data) if xmp is None else None)
+
+
+def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
+    """The verdict on ``data``'s AIGC label, signature, integrity and signer trust."""
+    try:
+        media_format, xmp, fallback = _find_label(data)
+    except LabelerError as exc:
+        return Verdict(Status.UNREADABLE, problems=(str(exc),))
+    if xmp is None and fallback is None:
+        return Verdict(Status.NO_LABEL, media_format)
+    problems: list[str] = []
+    source = "xmp" if xmp is not None else "fallback"
+    if xmp is not None:
+        if xmp.aigc_namespace != NS_TC260:
+            problems.append(f"AIGC property in non-standard namespace {xmp.aigc_namespace!r}")
+        if xmp.digital_source_type != DIGITAL_SOURCE_TYPE_AI:
+            problems.append("IPTC DigitalSourceType trainedAlgorithmicMedia missing")
+    try:
+        record = AigcRecord.from_json(xmp.aigc if xmp is not None else fallback or "")
+    except InvalidRecordError as exc:
+        return Verdict(Status.MALFORMED_LABEL, media_format, label_source=source,
+                       problems=(*problems, str(exc)))
+    base = {"media_format": media_format, "record": record, "label_source": source}
+
+    token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
+    if not token:
+        return Verdict(Status.UNSIGNED, **base, problems=(*problems, "ReservedCode1 is empty"))
+    if xmp is not None and xmp.provenance and record.ReservedCode1 and xmp.provenance != record.ReservedCode1:
+        problems.append("XMP provenance differs from ReservedCode1 (ReservedCode1 used)")
+    try:
+        signed = parse_token(token)
+    except InvalidRecordError as exc:
+        return Verdict(Status.UNSIGNED, **base, problems=(*problems, f"ReservedCode1 not verifiable: {exc}"))
+
+    if not signed.algorithm_supported:
+        problems.append(f"signature algorithm {signed.algorithm!r} is not accepted")
+    elif not signed.key_id_consistent:
+        problems.append("key id does not match the embedded public key")
+    if not signed.signature_valid():
+        problems.append("signature does not verify")
+        return Verdict(Status.BAD_SIGNATURE, **base, signed=signed, signature_valid=False,
+                       problems=tuple(problems))
+    p = signed.provenance
+    mismatched = [name for name, signed_value, value in (
+        ("Label", p.label, record.Label.value),
+        ("ContentProducer", p.producer, record.ContentProducer),
+        ("ProduceID", p.produce_id, record.ProduceID),
+    ) if signed_value != value]
+    if p.media_format and p.media_format != media_format:
+        mismatched.append("format")
+    intact = hmac.compare_digest(_digest(data), p.content_digest)
+    if not intact:
+        problems.append("content digest differs from the signed one: content altered or label copied")
+    trusted = trust is not None and trust.is_trusted(signed.public_key)
+    if not trusted:
+        problems.append(f"signing key {signed.public_key.key_id} is not in the trust store")
+    if mismatched:
+        problems.append(f"record fields differ from the signed ones: {', '.join(mismatched)}")
+        status = Status.LABEL_MISMATCH
+    elif not intact:
+        status = Status.ALTERED
+    elif not trusted:
+        status = Status.UNTRUSTED
+    else:
+        status = Status.VERIFIED
+    return Verdict(status, **base, signed=signed, signature_valid=True, key_trusted=trusted,
+                   content_intact=intact, problems=tuple(problems))
+
+
+def _digest(data: bytes) -> bytes:
+    return detect(data).content_digest(data)
