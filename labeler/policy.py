@@ -154,7 +154,10 @@ class LabelPolicy:
                 raise ConfigError(f"config {path}: [labeler] must be a table")
             data.update(table)
             base_dir = path.parent
-        data.update(_from_env(env))
+        overrides = _from_env(env)
+        if "label_text" in overrides and isinstance(data.get("label_text"), Mapping):
+            overrides["label_text"] = {**data["label_text"], **overrides["label_text"]}
+        data.update(overrides)
         return cls.from_mapping(data, base_dir)
 
 

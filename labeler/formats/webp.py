@@ -64,9 +64,9 @@ def read_xmp(data: bytes) -> bytes | None:
 
 
 def _vp8x_for(chunk: Chunk, data: bytes) -> bytes:
-    """A VP8X chunk describing the canvas of a simple-format image chunk."""
+    """A VP8X chunk (XMP flag set) describing the canvas of a simple-format image chunk."""
     body = chunk.payload(data)
-    flags = 0
+    flags = XMP_FLAG
     if chunk.fourcc == b"VP8 ":
         if len(body) < 10 or body[3:6] != b"\x9d\x01\x2a":
             raise MalformedFileError("WebP VP8 bitstream header is broken")

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from labeler.aigc import FIELD_ORDER, AigcRecord, Label, check_charset, new_produce_id
+from labeler.errors import InvalidRecordError
+
+ALLOWED = st.text(
+    alphabet=st.sampled_from([chr(c) for c in range(0x21, 0x7F) if c not in (0x22, 0x5C)]), max_size=40
+)
+NONEMPTY = ALLOWED.filter(bool)
+
+
+def test_wrapped_json_has_all_seven_fields_in_annex_e_order() -> None:
+    record = AigcRecord.first_write("001191440300708461136T1XGW3", "abc123", "sig")
+    text = record.to_json()
+    assert text.startswith('{"AIGC":{"Label":"1","ContentProducer":')
+    assert list(json.loads(text)["AIGC"]) == list(FIELD_ORDER)
+    assert " " not in text
+
+
+def test_first_write_copies_producer_into_propagator_fields() -> None:
+    record = AigcRecord.first_write("P", "ID1")
+    assert (record.ContentPropagator, record.PropagateID, record.ReservedCode2) == ("P", "ID1", "")
+
+
+def test_parser_reads_wrapped_and_bare_forms() -> None:
+    record = AigcRecord.first_write("P", "ID1", label=Label.SUSPECTED)
+    assert AigcRecord.from_json(record.to_json()) == record
+    assert AigcRecord.from_json(record.to_json(wrapped=False)) == record
+    assert AigcRecord.from_json(record.to_json().encode()) == record
+
+
+def test_missing_optional_fields_default_to_empty() -> None:
+    record = AigcRecord.from_json('{"Label":"2","ContentProducer":"P","ProduceID":"x"}')
+    assert record.Label is Label.POSSIBLY and record.ReservedCode1 == ""
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"AIGC":{"Label":"4","ContentProducer":"P","ProduceID":"x"}}', "Label must be"),
+        ('{"AIGC":{"Label":"1","ContentProducer":"有限公司","ProduceID":"x"}}', "U+6709"),
+        ('{"AIGC":{"Label":"1","ContentProducer":"a b","ProduceID":"x"}}', "' '"),
+        ('{"AIGC":{"Label":"1","ContentProducer":"a\\"b","ProduceID":"x"}}', "'\"'"),
+        ('{"AIGC":{"Label":"1","ContentProducer":"a\\\\b","ProduceID":"x"}}', "backslash"),
+        ('{"AIGC":{"Label":1,"ContentProducer":"P","ProduceID":"x"}}', "must be a string"),
+        ('{"AIGC":{"Label":"1","ProduceID":"x"}}', "lacks ContentProducer"),
+        ('{"AIGC":{"Label":"1","ContentProducer":"","ProduceID":"x"}}', "must not be empty"),
+        ("[1,2]", "must be a JSON object"),
+        ("{not json", "not valid JSON"),
+        ("[" * 100_000, "too long"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_invalid_records_raise_with_the_reason(text: str | bytes, message: str) -> None:
+    with pytest.raises(InvalidRecordError, match=re.escape(message)):
+        AigcRecord.from_json(text)
+
+
+def test_charset_rule_exact_boundaries() -> None:
+    for c in (0x21, 0x23, 0x5B, 0x5D, 0x7E):
+        assert check_charset("f", chr(c)) == chr(c)
+    for c in (0x20, 0x22, 0x5C, 0x7F, 0x0A, 0xE9):
+        with pytest.raises(InvalidRecordError):
+            check_charset("f", chr(c))
+
+
+def test_produce_ids_are_unique_sortable_and_charset_safe() -> None:
+    ids = [new_produce_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and check_charset("ProduceID", i) for i in ids)
+    assert ids[0][:12] <= ids[-1][:12]
+
+
+def test_label_notice_levels() -> None:
+    assert [label.notice for label in Label] == ["confirmed", "possible", "suspected"]
+
+
+@given(
+    label=st.sampled_from(list(Label)), producer=NONEMPTY, pid=NONEMPTY,
+    rc1=ALLOWED, prop=ALLOWED, pid2=ALLOWED, rc2=ALLOWED, wrapped=st.booleans(),
+)
+def test_round_trip_property(label: Label, producer: str, pid: str, rc1: str, prop: str, pid2: str,
+                             rc2: str, wrapped: bool) -> None:
+    record = AigcRecord(label, producer, pid, rc1, prop, pid2, rc2)
+    assert AigcRecord.from_json(record.to_json(wrapped=wrapped)) == record
+
+
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300)))
+def test_parser_raises_only_invalid_record_error(text: str | bytes) -> None:
+    try:
+        AigcRecord.from_json(text)
+    except InvalidRecordError:
+        pass
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=12), c, max_size=8)))
+def test_parser_on_arbitrary_json_values(value: object) -> None:
+    for doc in (value, {"AIGC": value}):
+        try:
+            AigcRecord.from_json(json.dumps(doc))
+        except InvalidRecordError:
+            pass

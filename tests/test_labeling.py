@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from conftest import SAMPLES, pixels
+
+from labeler import AigcRecord, AlreadyLabeledError, Label, LabelPolicy, label_bytes
+from labeler.formats import detect
+from labeler.provenance import parse_token
+from labeler.xmp import DIGITAL_SOURCE_TYPE_AI, read_label
+
+
+def _label_of(data: bytes) -> tuple[AigcRecord, object]:
+    fmt = detect(data)
+    xmp = read_label(fmt.read_xmp(data) or b"")
+    assert xmp is not None
+    return AigcRecord.from_json(xmp.aigc), xmp
+
+
+def test_label_carries_record_iptc_and_readable_provenance(
+    sample: tuple[str, bytes], policy: LabelPolicy
+) -> None:
+    name, data = sample
+    out = label_bytes(data, policy, on_existing="replace")
+    record, xmp = _label_of(out)
+    assert record.Label is Label.GENERATED
+    assert record.ContentProducer == record.ContentPropagator == policy.producer
+    assert record.ProduceID == record.PropagateID and len(record.ProduceID) == 32
+    assert xmp.digital_source_type == DIGITAL_SOURCE_TYPE_AI
+    assert xmp.provenance == record.ReservedCode1
+    assert (xmp.provider, xmp.system, xmp.system_version) == (policy.provider_name, "YunQue", "2.1")
+    assert xmp.filing_numbers == "; ".join(policy.filing_numbers)
+    assert pixels(out) == pixels(data)
+
+
+def test_signed_fields_bind_record_digest_and_time(policy: LabelPolicy) -> None:
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    out = label_bytes(SAMPLES["jpeg"], policy, produce_id="fixedid", created=when, label="3")
+    record, _ = _label_of(out)
+    p = parse_token(record.ReservedCode1).provenance
+    assert (p.produce_id, p.label, p.producer, p.created) == ("fixedid", "3", policy.producer, "2026-01-01T19:04:05Z")
+    assert p.filing_numbers == policy.filing_numbers and p.media_format == "jpeg"
+    assert p.content_digest == detect(out).content_digest(out)
+
+
+def test_each_label_gets_a_new_produce_id(policy: LabelPolicy) -> None:
+    ids = {_label_of(label_bytes(SAMPLES["png"], policy))[0].ProduceID for _ in range(20)}
+    assert len(ids) == 20
+
+
+def test_existing_label_is_not_silently_replaced(policy: LabelPolicy) -> None:
+    once = label_bytes(SAMPLES["webp-lossy"], policy)
+    with pytest.raises(AlreadyLabeledError):
+        label_bytes(once, policy)
+    assert label_bytes(once, policy, on_existing="keep") is once
+    twice = label_bytes(once, policy, on_existing="replace")
+    assert detect(twice).read_xmp(twice).count(b"<TC260:AIGC>") == 1
+
+
+def test_existing_fallback_label_counts_as_labelled(policy: LabelPolicy) -> None:
+    from PIL import PngImagePlugin
+
+    from conftest import encode, make_image
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("AIGC", json.dumps({"Label": "1", "ContentProducer": "X", "ProduceID": "1"}))
+    with pytest.raises(AlreadyLabeledError):
+        label_bytes(encode(make_image(), "PNG", pnginfo=info), policy)
+
+
+def test_unsigned_policy_writes_record_without_reserved_code(policy: LabelPolicy) -> None:
+    out = label_bytes(SAMPLES["jpeg"], policy.with_changes(signing_key=None))
+    record, xmp = _label_of(out)
+    assert record.ReservedCode1 == "" and xmp.provenance is None
