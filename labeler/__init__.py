@@ -6,8 +6,8 @@ provenance record, written into content bytes without re-encoding, and verified 
 
 __version__ = "0.1.0"
 
-from .aigc import AigcRecord, Label  # noqa: E402
-from .errors import (  # noqa: E402
+from .aigc import AigcRecord, Label
+from .errors import (
     AlreadyLabeledError,
     ConfigError,
     InvalidRecordError,
@@ -17,10 +17,10 @@ from .errors import (  # noqa: E402
     SigningKeyError,
     UnsupportedFormatError,
 )
-from .labeling import label_bytes  # noqa: E402
-from .policy import LabelPolicy  # noqa: E402
-from .signing import PublicKey, SigningKey, TrustStore  # noqa: E402
-from .verification import Status, Verdict, verify  # noqa: E402
+from .labeling import label_bytes
+from .policy import LabelPolicy
+from .signing import PublicKey, SigningKey, TrustStore
+from .verification import Status, Verdict, verify
 
 __all__ = [
     "AigcRecord",

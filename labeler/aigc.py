@@ -36,7 +36,7 @@ _ALLOWED = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]*")
 MAX_RECORD_CHARS = 16_384
 
 
-class Label(str, enum.Enum):
+class Label(enum.StrEnum):
     """The ``Label`` field: how sure the labeller is that the content is AI-generated."""
 
     GENERATED = "1"  #: is AI-generated (the producer's own label; Measures Art. 6 case 1)
@@ -67,11 +67,14 @@ def new_produce_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
+_Label = Label  # the field below is named ``Label`` as in Annex E; this alias keeps the type visible
+
+
 @dataclass(frozen=True)
 class AigcRecord:
     """One Annex E record. Construct it and it is valid; parse it and it is valid or raises."""
 
-    Label: Label
+    Label: _Label
     ContentProducer: str
     ProduceID: str
     ReservedCode1: str = ""
@@ -83,9 +86,7 @@ class AigcRecord:
         try:
             object.__setattr__(self, "Label", Label(self.Label))
         except ValueError:
-            raise InvalidRecordError(
-                f"AIGC Label must be '1', '2' or '3', got {self.Label!r}"
-            ) from None
+            raise InvalidRecordError(f"AIGC Label must be '1', '2' or '3', got {self.Label!r}") from None
         for name in FIELD_ORDER[1:]:
             check_charset(name, getattr(self, name))
         if not self.ContentProducer:
@@ -99,7 +100,7 @@ class AigcRecord:
         producer: str,
         produce_id: str,
         reserved_code1: str = "",
-        label: Label = Label.GENERATED,
+        label: _Label = _Label.GENERATED,
     ) -> AigcRecord:
         """A producer's record; on first write the propagator fields equal the producer's."""
         return cls(label, producer, produce_id, reserved_code1, producer, produce_id, "")

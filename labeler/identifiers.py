@@ -37,7 +37,7 @@ _GENAI_RE = re.compile(
 _ALGO_RE = re.compile(r"网信算备\d{21}号")
 
 
-class FilingKind(str, enum.Enum):
+class FilingKind(enum.StrEnum):
     GENERATIVE_AI = "generative-ai"  #: 生成式人工智能服务备案
     ALGORITHM = "algorithm"  #: 深度合成算法备案
 

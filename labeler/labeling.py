@@ -51,11 +51,9 @@ def label_bytes(
             )
     label = Label(label)
     produce_id = produce_id or new_produce_id()
-    staged = fmt.write_xmp(data, b"")  # the slot exists now, so the digest is final
+    staged = fmt.stage(data)  # from here on, adding the slot changes nothing that is digested
     token = ""
-    when = (
-        created.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else utc_now()
-    )
+    when = created.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else utc_now()
     if policy.signing_key is not None:
         token = sign(
             Provenance(

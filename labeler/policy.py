@@ -163,8 +163,15 @@ class LabelPolicy:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("provider_name", "provider_code", "launch_number", "system_name",
-                 "system_version", "language", "key_file"):
+    for name in (
+        "provider_name",
+        "provider_code",
+        "launch_number",
+        "system_name",
+        "system_version",
+        "language",
+        "key_file",
+    ):
         value = env.get(f"LABELER_{name.upper()}")
         if value:
             out[name] = value
@@ -172,8 +179,11 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["filing_numbers"] = tuple(
             n.strip() for n in re.split(r"[,;]", env["LABELER_FILING_NUMBERS"]) if n.strip()
         )
-    texts = {lang: env[f"LABELER_LABEL_TEXT_{lang.upper()}"]
-             for lang in ("zh", "en") if env.get(f"LABELER_LABEL_TEXT_{lang.upper()}")}
+    texts = {
+        lang: env[f"LABELER_LABEL_TEXT_{lang.upper()}"]
+        for lang in ("zh", "en")
+        if env.get(f"LABELER_LABEL_TEXT_{lang.upper()}")
+    }
     if texts:
         out["label_text"] = texts
     return out

@@ -79,9 +79,7 @@ class _Ed25519:
 
     def public_raw(self, private: object) -> bytes:
         assert isinstance(private, ed25519.Ed25519PrivateKey)
-        return private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     def sign(self, private: object, data: bytes) -> bytes:
         assert isinstance(private, ed25519.Ed25519PrivateKey)
@@ -167,7 +165,9 @@ class PublicKey:
         except ValueError:
             raise SigningKeyError("not a PEM public key") from None
         if isinstance(key, ed25519.Ed25519PublicKey):
-            return cls("Ed25519", key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+            return cls(
+                "Ed25519", key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            )
         if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
             return cls(
                 "ES256",
@@ -274,9 +274,7 @@ class TrustStore:
     def is_trusted(self, key: PublicKey) -> bool:
         known = self.keys.get(key.key_id)
         return (
-            known is not None
-            and known.algorithm == key.algorithm
-            and hmac.compare_digest(known.raw, key.raw)
+            known is not None and known.algorithm == key.algorithm and hmac.compare_digest(known.raw, key.raw)
         )
 
     @classmethod

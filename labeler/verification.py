@@ -25,7 +25,7 @@ from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel, read_label
 __all__ = ["Status", "Verdict", "verify"]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """From best to worst. Only ``VERIFIED`` means: ours to trust, intact, as labelled."""
 
     VERIFIED = "verified"  #: signature valid, key trusted, content intact, fields consistent
@@ -93,9 +93,13 @@ class Verdict:
         if self.signed is not None:
             p = self.signed.provenance
             out["provenance"] = {
-                "provider": p.provider, "system": p.system, "system_version": p.system_version,
-                "created": p.created, "algorithm": self.signed.algorithm,
-                "key_id": self.signed.public_key.key_id, "content_digest": b64url_encode(p.content_digest),
+                "provider": p.provider,
+                "system": p.system,
+                "system_version": p.system_version,
+                "created": p.created,
+                "algorithm": self.signed.algorithm,
+                "key_id": self.signed.public_key.key_id,
+                "content_digest": b64url_encode(p.content_digest),
             }
         return out
 
@@ -126,19 +130,22 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
     try:
         record = AigcRecord.from_json(xmp.aigc if xmp is not None else fallback or "")
     except InvalidRecordError as exc:
-        return Verdict(Status.MALFORMED_LABEL, media_format, label_source=source,
-                       problems=(*problems, str(exc)))
-    base = {"media_format": media_format, "record": record, "label_source": source}
+        return Verdict(
+            Status.MALFORMED_LABEL, media_format, label_source=source, problems=(*problems, str(exc))
+        )
+
+    def verdict(status: Status, **details: Any) -> Verdict:
+        return Verdict(status, media_format, record, label_source=source, **details)
 
     token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
     if not token:
-        return Verdict(Status.UNSIGNED, **base, problems=(*problems, "ReservedCode1 is empty"))
+        return verdict(Status.UNSIGNED, problems=(*problems, "ReservedCode1 is empty"))
     if xmp is not None and xmp.provenance and record.ReservedCode1 and xmp.provenance != record.ReservedCode1:
         problems.append("XMP provenance differs from ReservedCode1 (ReservedCode1 used)")
     try:
         signed = parse_token(token)
     except InvalidRecordError as exc:
-        return Verdict(Status.UNSIGNED, **base, problems=(*problems, f"ReservedCode1 not verifiable: {exc}"))
+        return verdict(Status.UNSIGNED, problems=(*problems, f"ReservedCode1 not verifiable: {exc}"))
 
     if not signed.algorithm_supported:
         problems.append(f"signature algorithm {signed.algorithm!r} is not accepted")
@@ -146,14 +153,17 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
         problems.append("key id does not match the embedded public key")
     if not signed.signature_valid():
         problems.append("signature does not verify")
-        return Verdict(Status.BAD_SIGNATURE, **base, signed=signed, signature_valid=False,
-                       problems=tuple(problems))
+        return verdict(Status.BAD_SIGNATURE, signed=signed, signature_valid=False, problems=tuple(problems))
     p = signed.provenance
-    mismatched = [name for name, signed_value, value in (
-        ("Label", p.label, record.Label.value),
-        ("ContentProducer", p.producer, record.ContentProducer),
-        ("ProduceID", p.produce_id, record.ProduceID),
-    ) if signed_value != value]
+    mismatched = [
+        name
+        for name, signed_value, value in (
+            ("Label", p.label, record.Label.value),
+            ("ContentProducer", p.producer, record.ContentProducer),
+            ("ProduceID", p.produce_id, record.ProduceID),
+        )
+        if signed_value != value
+    ]
     if p.media_format and p.media_format != media_format:
         mismatched.append("format")
     intact = hmac.compare_digest(_digest(data), p.content_digest)
@@ -171,8 +181,14 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
         status = Status.UNTRUSTED
     else:
         status = Status.VERIFIED
-    return Verdict(status, **base, signed=signed, signature_valid=True, key_trusted=trusted,
-                   content_intact=intact, problems=tuple(problems))
+    return verdict(
+        status,
+        signed=signed,
+        signature_valid=True,
+        key_trusted=trusted,
+        content_intact=intact,
+        problems=tuple(problems),
+    )
 
 
 def _digest(data: bytes) -> bytes:

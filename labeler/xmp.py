@@ -99,11 +99,11 @@ def parse_packet(packet: bytes) -> tuple[ET.Element, dict[str, str]]:
     prefixes: dict[str, str] = {}
     events = ET.iterparse(io.BytesIO(text.lstrip("\ufeff").encode("utf-8")), events=("start-ns",))
     try:
-        for _event, (prefix, uri) in events:  # type: ignore[misc]
+        for _event, (prefix, uri) in events:
             prefixes.setdefault(uri, prefix)
     except (ET.ParseError, ValueError, RecursionError) as exc:
         raise MalformedFileError(f"XMP packet is not well-formed XML: {exc}") from None
-    return events.root, prefixes  # type: ignore[attr-defined]
+    return events.root, prefixes  # type: ignore[attr-defined]  # documented, missing from stubs
 
 
 def _descriptions(root: ET.Element) -> list[ET.Element]:
@@ -143,46 +143,51 @@ def read_label(packet: bytes) -> XmpLabel | None:
     )
 
 
-def _description(label: XmpLabel) -> ET.Element:
-    desc = ET.Element(_TAG_DESCRIPTION, {_ATTR_ABOUT: ""})
-    ET.SubElement(desc, _TAG_AIGC).text = label.aigc
+def _description(label: XmpLabel) -> str:
+    """Our rdf:Description, declaring its own namespaces so it can join any packet as is."""
+    lines = [f"<TC260:AIGC>{escape(label.aigc)}</TC260:AIGC>"]
     if label.digital_source_type:
-        ET.SubElement(desc, _TAG_DST).text = label.digital_source_type
+        lines.append(
+            f"<Iptc4xmpExt:DigitalSourceType>{escape(label.digital_source_type)}</Iptc4xmpExt:DigitalSourceType>"
+        )
     for attr, prop in _READABLE.items():
         value = getattr(label, attr)
         if value:
-            ET.SubElement(desc, f"{{{NS_LABELER}}}{prop}").text = value
-    return desc
+            lines.append(f"<aigcl:{prop}>{escape(value)}</aigcl:{prop}>")
+    body = "".join(f"\n   {line}" for line in lines)
+    return (
+        f'  <rdf:Description rdf:about="" xmlns:rdf="{NS_RDF}" xmlns:TC260="{NS_TC260}"'
+        f' xmlns:Iptc4xmpExt="{NS_IPTC_EXT}" xmlns:aigcl="{NS_LABELER}">{body}\n  </rdf:Description>'
+    )
 
 
 def write_label(label: XmpLabel, existing: bytes | None = None, toolkit: str = "aigc-labeler") -> bytes:
     """A packet holding ``label``: new, or ``existing`` with our properties replaced."""
+    ours = _description(label)
     if existing is None:
-        root = ET.Element(f"{{{NS_X}}}xmpmeta", {f"{{{NS_X}}}xmptk": toolkit})
-        rdf = ET.SubElement(root, _TAG_RDF)
-        prefixes: dict[str, str] = {}
-    else:
-        root, prefixes = parse_packet(existing)
-        found = root if root.tag == _TAG_RDF else root.find(f".//{_TAG_RDF}")
-        if found is None:
-            raise MalformedFileError("existing XMP packet has no rdf:RDF element")
-        rdf = found
-        for desc in _descriptions(root):
-            for key in [k for k in desc.attrib if _is_ours(k)]:
-                del desc.attrib[key]
-            for child in [c for c in desc if _is_ours(c.tag)]:
-                desc.remove(child)
-            if len(desc) == 0 and set(desc.attrib) <= {_ATTR_ABOUT}:
-                for parent in root.iter():
-                    if desc in list(parent):
-                        parent.remove(desc)
-                        break
-    rdf.append(_description(label))
-    return (_HEADER + _serialize(root, prefixes) + _TRAILER).encode("utf-8")
+        text = (
+            f'<x:xmpmeta xmlns:x="{NS_X}" x:xmptk={quoteattr(toolkit)}>\n <rdf:RDF xmlns:rdf="{NS_RDF}">\n'
+            f"{ours}\n </rdf:RDF>\n</x:xmpmeta>"
+        )
+        return (_HEADER + text + _TRAILER).encode("utf-8")
+    root, prefixes = parse_packet(existing)
+    rdf = root if root.tag == _TAG_RDF else root.find(f".//{_TAG_RDF}")
+    if rdf is None:
+        raise MalformedFileError("existing XMP packet has no rdf:RDF element")
+    for desc in _descriptions(root):
+        for key in [k for k in desc.attrib if _is_ours(k)]:
+            del desc.attrib[key]
+        for child in [c for c in desc if _is_ours(c.tag)]:
+            desc.remove(child)
+        if len(desc) == 0 and set(desc.attrib) <= {_ATTR_ABOUT}:
+            parent = root if desc in list(root) else next(p for p in root.iter() if desc in list(p))
+            parent.remove(desc)
+    return (_HEADER + _serialize(root, prefixes, inject={id(rdf): ours}) + _TRAILER).encode("utf-8")
 
 
-def _serialize(root: ET.Element, written: dict[str, str]) -> str:
-    """Serialise with stable, human prefixes; all namespaces declared on the root element."""
+def _serialize(root: ET.Element, written: dict[str, str], inject: dict[int, str]) -> str:
+    """Serialise with the prefixes as written (all declared on the root element), adding the
+    pre-rendered text ``inject[id(elem)]`` as the last child of ``elem``."""
     prefixes: dict[str, str] = {}
     taken: set[str] = set()
 
@@ -207,16 +212,19 @@ def _serialize(root: ET.Element, written: dict[str, str]) -> str:
         pad = "\n" + " " * depth
         attrs = "".join(f" {qname(k)}={quoteattr(v)}" for k, v in elem.attrib.items())
         out.append(f"{pad}<{qname(elem.tag)}{attrs}")
-        if len(elem) == 0 and not elem.text:
+        extra = inject.get(id(elem))
+        if len(elem) == 0 and not elem.text and extra is None:
             out.append("/>")
             return
         out.append(">")
-        if len(elem) == 0:
+        if len(elem) == 0 and extra is None:
             out.append(escape(elem.text or ""))
             out.append(f"</{qname(elem.tag)}>")
             return
         for child in elem:
             emit(child, out, depth + 1)
+        if extra is not None:
+            out.append("\n" + extra)
         out.append(f"{pad}</{qname(elem.tag)}>")
 
     body: list[str] = []
@@ -225,4 +233,4 @@ def _serialize(root: ET.Element, written: dict[str, str]) -> str:
     prefixes.pop("http://www.w3.org/XML/1998/namespace", None)
     decls = "".join(f" xmlns:{p}={quoteattr(u)}" for u, p in prefixes.items())
     text = "".join(body).lstrip("\n")
-    return head + decls + text[len(head):]
+    return head + decls + text[len(head) :]

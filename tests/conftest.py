@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 
 import piexif
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image, ImageCms
 
 from labeler import LabelPolicy, SigningKey, TrustStore
+
+# Deterministic by default (same examples every run); HYPOTHESIS_PROFILE=fuzz explores far more.
+settings.register_profile("default", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile(
+    "fuzz", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 PROVIDER_CODE = "001191440300708461136T1XGW3"
 FILINGS = ("Beijing-YunQue-20230821", "网信算备110108823483901230031号")
@@ -66,7 +75,7 @@ EXISTING_XMP = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
     b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
     b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" photoshop:Credit="Studio A">'
-    b'<dc:creator><rdf:Seq><rdf:li>Jane Doe</rdf:li></rdf:Seq></dc:creator>'
+    b"<dc:creator><rdf:Seq><rdf:li>Jane Doe</rdf:li></rdf:Seq></dc:creator>"
     b"</rdf:Description></rdf:RDF></x:xmpmeta>"
     b'<?xpacket end="w"?>'
 )

@@ -56,6 +56,6 @@ def test_filing_number_shapes(number: str, kind: FilingKind | None) -> None:
 
 
 def test_bad_filing_number_error_shows_both_shapes() -> None:
-    with pytest.raises(ConfigError, match="Province.*网信算备"):
+    with pytest.raises(ConfigError, match=r"Province.*网信算备"):
         validate_filing_number("ICP-12345")
     assert validate_filing_number("  Beijing-YunQue-20230821 ") == "Beijing-YunQue-20230821"

@@ -22,7 +22,7 @@ def _label_of(data: bytes) -> tuple[AigcRecord, object]:
 def test_label_carries_record_iptc_and_readable_provenance(
     sample: tuple[str, bytes], policy: LabelPolicy
 ) -> None:
-    name, data = sample
+    _name, data = sample
     out = label_bytes(data, policy, on_existing="replace")
     record, xmp = _label_of(out)
     assert record.Label is Label.GENERATED
@@ -40,7 +40,12 @@ def test_signed_fields_bind_record_digest_and_time(policy: LabelPolicy) -> None:
     out = label_bytes(SAMPLES["jpeg"], policy, produce_id="fixedid", created=when, label="3")
     record, _ = _label_of(out)
     p = parse_token(record.ReservedCode1).provenance
-    assert (p.produce_id, p.label, p.producer, p.created) == ("fixedid", "3", policy.producer, "2026-01-01T19:04:05Z")
+    assert (p.produce_id, p.label, p.producer, p.created) == (
+        "fixedid",
+        "3",
+        policy.producer,
+        "2026-01-01T19:04:05Z",
+    )
     assert p.filing_numbers == policy.filing_numbers and p.media_format == "jpeg"
     assert p.content_digest == detect(out).content_digest(out)
 
@@ -60,9 +65,8 @@ def test_existing_label_is_not_silently_replaced(policy: LabelPolicy) -> None:
 
 
 def test_existing_fallback_label_counts_as_labelled(policy: LabelPolicy) -> None:
-    from PIL import PngImagePlugin
-
     from conftest import encode, make_image
+    from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add_text("AIGC", json.dumps({"Label": "1", "ContentProducer": "X", "ProduceID": "1"}))

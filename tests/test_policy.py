@@ -20,7 +20,11 @@ def _write_key(path: Path) -> SigningKey:
 def test_defaults_and_producer_prefers_code() -> None:
     policy = LabelPolicy(provider_name="示例公司", provider_code=PROVIDER_CODE)
     assert policy.producer == PROVIDER_CODE
-    assert (policy.label_text_zh, policy.label_text_en, policy.label_text) == ("AI生成", "AI-generated", "AI生成")
+    assert (policy.label_text_zh, policy.label_text_en, policy.label_text) == (
+        "AI生成",
+        "AI-generated",
+        "AI生成",
+    )
 
 
 def test_non_ascii_name_without_code_is_a_clear_error() -> None:
@@ -104,7 +108,7 @@ def test_env_label_text_merges_with_toml_table(tmp_path: Path) -> None:
         ("[labeler\n", "not valid TOML"),
         ('[labeler]\nprovider_name = "A"\ncolour = "red"\n', "unknown policy setting"),
         ('[labeler]\nsystem_name = "x"\n', "provider_name is required"),
-        ('[labeler]\nprovider_name = 3\n', "must be a string"),
+        ("[labeler]\nprovider_name = 3\n", "must be a string"),
     ],
 )
 def test_bad_config_files(tmp_path: Path, toml: str, message: str) -> None:

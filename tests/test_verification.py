@@ -104,8 +104,12 @@ def test_label_copied_onto_identical_content_stays_valid(policy: LabelPolicy, tr
     assert verify(fmt.write_xmp(SAMPLES["webp-xmp"], fmt.read_xmp(donor) or b""), trust).ok
 
 
-@pytest.mark.parametrize("src, dst", [("jpeg", "jpeg-progressive"), ("png", "png-rgba"), ("webp-lossy", "webp-lossless-alpha")])
-def test_label_copied_onto_another_image_is_altered(src: str, dst: str, policy: LabelPolicy, trust: TrustStore) -> None:
+@pytest.mark.parametrize(
+    "src, dst", [("jpeg", "jpeg-progressive"), ("png", "png-rgba"), ("webp-lossy", "webp-lossless-alpha")]
+)
+def test_label_copied_onto_another_image_is_altered(
+    src: str, dst: str, policy: LabelPolicy, trust: TrustStore
+) -> None:
     donor = label_bytes(SAMPLES[src], policy)
     fmt = detect(donor)
     forged = fmt.write_xmp(SAMPLES[dst], fmt.read_xmp(donor) or b"")
@@ -134,8 +138,9 @@ def test_signed_filing_number_edited_is_a_bad_signature(labeled: bytes, trust: T
     assert not verdict.ok
 
 
-def test_readable_filing_number_edit_does_not_change_the_signed_one(labeled: bytes, trust: TrustStore,
-                                                                  policy: LabelPolicy) -> None:
+def test_readable_filing_number_edit_does_not_change_the_signed_one(
+    labeled: bytes, trust: TrustStore, policy: LabelPolicy
+) -> None:
     fmt = detect(labeled)
     packet = (fmt.read_xmp(labeled) or b"").replace(b"Beijing-YunQue", b"Beijing-Forged")
     verdict = verify(fmt.write_xmp(labeled, packet), trust)
@@ -152,12 +157,15 @@ def test_algorithm_none_and_key_substitution(labeled: bytes, trust: TrustStore) 
     assert verify(none, trust).status is Status.BAD_SIGNATURE
     assert "not accepted" in verify(none, trust).problems[0]
     other = SigningKey.generate()
-    swapped = _edit_label(labeled, edit_token=lambda t: _edit_payload(t, pk=b64url_encode(other.public_key.raw)))
+    swapped = _edit_label(
+        labeled, edit_token=lambda t: _edit_payload(t, pk=b64url_encode(other.public_key.raw))
+    )
     assert verify(swapped, trust).status is Status.BAD_SIGNATURE
 
 
-def test_resigned_by_an_unknown_key_is_untrusted(sample: tuple[str, bytes], policy: LabelPolicy,
-                                                 trust: TrustStore) -> None:
+def test_resigned_by_an_unknown_key_is_untrusted(
+    sample: tuple[str, bytes], policy: LabelPolicy, trust: TrustStore
+) -> None:
     forger = policy.with_changes(signing_key=SigningKey.generate("ES256"))
     verdict = verify(label_bytes(sample[1], forger, on_existing="replace"), trust)
     assert verdict.status is Status.UNTRUSTED and verdict.signature_valid
@@ -187,7 +195,11 @@ def test_label_from_png_text_fallback_is_read() -> None:
     info = PngImagePlugin.PngInfo()
     info.add_text("AIGC", '{"AIGC":{"Label":"2","ContentProducer":"X","ProduceID":"1"}}')
     verdict = verify(encode(make_image(), "PNG", pnginfo=info))
-    assert verdict.status is Status.UNSIGNED and verdict.label_source == "fallback" and verdict.notice == "possible"
+    assert (
+        verdict.status is Status.UNSIGNED
+        and verdict.label_source == "fallback"
+        and verdict.notice == "possible"
+    )
 
 
 def test_jpeg_exif_usercomment_fallback_is_read() -> None:
@@ -225,5 +237,9 @@ _LABELED: dict[str, bytes] = {}
 @given(st.binary(max_size=300))
 def test_verify_never_raises_on_random_bytes(blob: bytes) -> None:
     for prefix in (b"", b"\xff\xd8\xff\xe1", b"\x89PNG\r\n\x1a\n", b"RIFF\x20\x00\x00\x00WEBP"):
-        assert verify(prefix + blob).status in (Status.UNREADABLE, Status.NO_LABEL, Status.MALFORMED_LABEL,
-                                                Status.UNSIGNED)
+        assert verify(prefix + blob).status in (
+            Status.UNREADABLE,
+            Status.NO_LABEL,
+            Status.MALFORMED_LABEL,
+            Status.UNSIGNED,
+        )

@@ -2,10 +2,11 @@
 
 A format module walks its container once per call with a single walker, and exposes:
 ``accept(prefix)``, ``read_xmp(data)``, ``write_xmp(data, packet)``, ``content_digest(data)``
-and optionally ``read_fallback(data)`` for AIGC records stored outside XMP by other tools.
+and optionally ``read_fallback(data)`` for AIGC records stored outside XMP by other tools, and
+``stage(data)`` for containers whose structure changes when a slot is added (WebP -> VP8X).
 
 The invariant that makes signing possible: ``content_digest`` ignores the label slot, so
-``content_digest(write_xmp(d, a)) == content_digest(write_xmp(d, b))`` for any packets a, b.
+``content_digest(write_xmp(s, p)) == content_digest(s)`` for ``s = stage(d)`` and any packet p.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ContainerFormat:
     write_xmp: Callable[[bytes, bytes], bytes]
     content_digest: Callable[[bytes], bytes]
     read_fallback: Callable[[bytes], str | None] = lambda data: None
+    stage: Callable[[bytes], bytes] = lambda data: data
 
 
 _REGISTRY: dict[str, ContainerFormat] = {}
@@ -60,6 +62,18 @@ def digest_ranges(data: bytes, keep: Iterable[tuple[int, int]], prefix: bytes = 
     for start, end in keep:
         h.update(view[start:end])
     return h.digest()
+
+
+def splice(data: bytes, spans: list[tuple[int, int]], new: bytes) -> bytes:
+    """``data`` with the first span replaced by ``new`` and the other spans removed; one copy."""
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    pos = 0
+    for i, (start, end) in enumerate(spans):
+        parts += [view[pos:start], new if i == 0 else b""]
+        pos = end
+    parts.append(view[pos:])
+    return b"".join(parts)
 
 
 def complement(spans: Iterable[tuple[int, int]], total: int) -> list[tuple[int, int]]:

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import LabelTooLargeError, MalformedFileError
-from .base import ContainerFormat, complement, digest_ranges, register
+from .base import ContainerFormat, complement, digest_ranges, register, splice
 
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 EXIF_HEADER = b"Exif\x00\x00"
@@ -84,21 +84,16 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
         raise LabelTooLargeError(f"XMP packet of {len(packet)} bytes exceeds JPEG's {MAX_XMP}")
     segs = segments(data)
     segment = b"\xff\xe1" + struct.pack(">H", 2 + len(XMP_HEADER) + len(packet)) + XMP_HEADER + packet
-    xmp = [s for s in segs if s.is_xmp(data)]
+    xmp = [(s.start, s.end) for s in segs if s.is_xmp(data)]
     if xmp:
-        parts, pos = [], 0
-        for i, seg in enumerate(xmp):
-            parts += [data[pos : seg.start], segment if i == 0 else b""]
-            pos = seg.end
-        parts.append(data[pos:])
-        return b"".join(parts)
+        return splice(data, xmp, segment)
     insert_at = 2
     for seg in segs:
         if seg.marker == APP0 or seg.is_exif(data):
             insert_at = seg.end
         else:
             break
-    return b"".join((data[:insert_at], segment, data[insert_at:]))
+    return splice(data, [(insert_at, insert_at)], segment)
 
 
 def content_digest(data: bytes) -> bytes:
@@ -126,7 +121,13 @@ def read_fallback(data: bytes) -> str | None:
 
 FORMAT = register(
     ContainerFormat(
-        "jpeg", "image/jpeg", (".jpg", ".jpeg", ".jpe", ".jfif"),
-        accept, read_xmp, write_xmp, content_digest, read_fallback,
+        "jpeg",
+        "image/jpeg",
+        (".jpg", ".jpeg", ".jpe", ".jfif"),
+        accept,
+        read_xmp,
+        write_xmp,
+        content_digest,
+        read_fallback,
     )
 )

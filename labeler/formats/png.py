@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 
 from ..errors import MalformedFileError
-from .base import ContainerFormat, complement, digest_ranges, register
+from .base import ContainerFormat, complement, digest_ranges, register, splice
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 XMP_KEYWORD = b"XML:com.adobe.xmp"
@@ -46,7 +46,9 @@ def chunks(data: bytes) -> list[Chunk]:
         length, ctype = struct.unpack_from(">I4s", data, pos)
         end = pos + 12 + length
         if length > 0x7FFFFFFF or end > size:
-            raise MalformedFileError(f"PNG chunk {ctype!r} at offset {pos} declares {length} bytes, beyond the file")
+            raise MalformedFileError(
+                f"PNG chunk {ctype!r} at offset {pos} declares {length} bytes, beyond the file"
+            )
         out.append(Chunk(ctype, pos, end))
         pos = end
         if ctype == b"IEND":
@@ -105,16 +107,11 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
     """Replace the XMP chunk (dropping duplicates) or insert one before the first IDAT."""
     all_chunks = chunks(data)
     new = _make_chunk(b"iTXt", XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + packet)
-    xmp = [c for c in all_chunks if _is_xmp(c, data)]
+    xmp = [(c.start, c.end) for c in all_chunks if _is_xmp(c, data)]
     if xmp:
-        parts, pos = [], 0
-        for i, c in enumerate(xmp):
-            parts += [data[pos : c.start], new if i == 0 else b""]
-            pos = c.end
-        parts.append(data[pos:])
-        return b"".join(parts)
-    at = next((c.start for c in all_chunks if c.type in (b"IDAT", b"IEND")), all_chunks[-1].start)
-    return b"".join((data[:at], new, data[at:]))
+        return splice(data, xmp, new)
+    at = next(c.start for c in all_chunks if c.type in (b"IDAT", b"IEND"))
+    return splice(data, [(at, at)], new)
 
 
 def content_digest(data: bytes) -> bytes:
@@ -132,7 +129,5 @@ def read_fallback(data: bytes) -> str | None:
 
 
 FORMAT = register(
-    ContainerFormat(
-        "png", "image/png", (".png",), accept, read_xmp, write_xmp, content_digest, read_fallback
-    )
+    ContainerFormat("png", "image/png", (".png",), accept, read_xmp, write_xmp, content_digest, read_fallback)
 )

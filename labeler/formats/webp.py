@@ -26,7 +26,7 @@ class Chunk:
     end: int  #: offset just past the payload and its pad byte
 
     def payload(self, data: bytes) -> bytes:
-        (size,) = struct.unpack_from("<I", data, self.start + 4)
+        size: int = struct.unpack_from("<I", data, self.start + 4)[0]
         return data[self.start + 8 : self.start + 8 + size]
 
 
@@ -50,7 +50,9 @@ def walk(data: bytes) -> tuple[list[Chunk], int]:
         fourcc, size = struct.unpack_from("<4sI", data, pos)
         end = pos + 8 + size + (size & 1)
         if end > riff_end:
-            raise MalformedFileError(f"WebP chunk {fourcc!r} at offset {pos} declares {size} bytes, beyond RIFF")
+            raise MalformedFileError(
+                f"WebP chunk {fourcc!r} at offset {pos} declares {size} bytes, beyond RIFF"
+            )
         out.append(Chunk(fourcc, pos, end))
         pos = end
     if not out:
@@ -67,6 +69,8 @@ def _vp8x_for(chunk: Chunk, data: bytes) -> bytes:
     """A VP8X chunk (XMP flag set) describing the canvas of a simple-format image chunk."""
     body = chunk.payload(data)
     flags = XMP_FLAG
+    width: int
+    height: int
     if chunk.fourcc == b"VP8 ":
         if len(body) < 10 or body[3:6] != b"\x9d\x01\x2a":
             raise MalformedFileError("WebP VP8 bitstream header is broken")
@@ -89,7 +93,8 @@ def _vp8x_for(chunk: Chunk, data: bytes) -> bytes:
 def write_xmp(data: bytes, packet: bytes) -> bytes:
     chunks, riff_end = walk(data)
     new = b"XMP " + struct.pack("<I", len(packet)) + packet + (b"\x00" if len(packet) & 1 else b"")
-    parts: list[bytes] = []
+    view = memoryview(data)  # slices of a view are not copies; the final join copies once
+    parts: list[bytes | memoryview] = []
     if chunks[0].fourcc == b"VP8X":
         head = chunks[0]
         if head.end - head.start < 18:
@@ -110,11 +115,19 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
         if not inserted and chunk.fourcc not in _KNOWN:
             parts.append(new)
             inserted = True
-        parts.append(data[chunk.start : chunk.end])
+        parts.append(view[chunk.start : chunk.end])
     if not inserted:
         parts.append(new)
-    body = b"".join(parts)
-    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body + data[riff_end:]
+    size = 4 + sum(len(p) for p in parts)
+    return b"".join((b"RIFF", struct.pack("<I", size), b"WEBP", *parts, view[riff_end:]))
+
+
+def stage(data: bytes) -> bytes:
+    """The extended layout with the XMP flag set, so adding the slot changes nothing digested."""
+    chunks, _ = walk(data)
+    if chunks[0].fourcc == b"VP8X" and data[chunks[0].start + 8] & XMP_FLAG:
+        return data
+    return write_xmp(data, b"")
 
 
 def content_digest(data: bytes) -> bytes:
@@ -135,5 +148,7 @@ def content_digest(data: bytes) -> bytes:
 
 
 FORMAT = register(
-    ContainerFormat("webp", "image/webp", (".webp",), accept, read_xmp, write_xmp, content_digest)
+    ContainerFormat(
+        "webp", "image/webp", (".webp",), accept, read_xmp, write_xmp, content_digest, stage=stage
+    )
 )

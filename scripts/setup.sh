@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for labeler: exiftool (Debian), a venv in .venv, the package + extras.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v exiftool >/dev/null 2>&1; then
+  echo "setup: installing exiftool (libimage-exiftool-perl)"
+  apt_install libimage-exiftool-perl
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $("$PYTHON" --version)"
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+echo "setup: installing aigc-labeler[${EXTRAS:-dev,server}] (editable)"
+.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,server}]"
+.venv/bin/python -c "import labeler; print('setup: labeler', labeler.__version__, 'ready')"
