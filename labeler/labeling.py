@@ -17,7 +17,7 @@ from .policy import LabelPolicy
 from .provenance import Provenance, sign, utc_now
 from .xmp import XmpLabel, read_label, write_label
 
-__all__ = ["label_bytes"]
+__all__ = ["label_bytes", "label_image"]
 
 OnExisting = Literal["error", "keep", "replace"]
 
@@ -41,14 +41,8 @@ def label_bytes(
     """
     fmt = detect(data)
     existing = fmt.read_xmp(data)
-    already = (existing is not None and read_label(existing) is not None) or fmt.read_fallback(data)
-    if already:
-        if on_existing == "keep":
-            return data
-        if on_existing == "error":
-            raise AlreadyLabeledError(
-                "content already carries an AIGC label; pass on_existing='keep' or 'replace'"
-            )
+    if _already_labeled(data, on_existing, existing):
+        return data
     label = Label(label)
     produce_id = produce_id or new_produce_id()
     staged = fmt.stage(data)  # from here on, adding the slot changes nothing that is digested
@@ -86,3 +80,42 @@ def label_bytes(
         toolkit=f"aigc-labeler {__version__}",
     )
     return fmt.write_xmp(staged, packet)
+
+
+def _already_labeled(data: bytes, on_existing: OnExisting, packet: bytes | None = None) -> bool:
+    """True if ``data`` is labelled and should be kept as is; raises for ``"error"``."""
+    fmt = detect(data)
+    packet = fmt.read_xmp(data) if packet is None else packet
+    if not ((packet is not None and read_label(packet) is not None) or fmt.read_fallback(data)):
+        return False
+    if on_existing == "error":
+        raise AlreadyLabeledError(
+            "content already carries an AIGC label; pass on_existing='keep' or 'replace'"
+        )
+    return on_existing == "keep"
+
+
+def label_image(
+    data: bytes,
+    policy: LabelPolicy,
+    *,
+    visible: bool = True,
+    label: Label | str = Label.GENERATED,
+    produce_id: str | None = None,
+    created: _dt.datetime | None = None,
+    on_existing: OnExisting = "error",
+) -> bytes:
+    """The full label of a picture: the visible label drawn per ``policy.visible`` (GB 45438
+    geometry), then the implicit label and signature written on the final bytes."""
+    if not visible:
+        return label_bytes(
+            data, policy, label=label, produce_id=produce_id, created=created, on_existing=on_existing
+        )
+    if _already_labeled(data, on_existing):
+        return data
+    from .visible import render_visible_label  # Pillow is only needed here
+
+    drawn = render_visible_label(data, policy.label_text, policy.visible, policy.filing_line)
+    return label_bytes(
+        drawn, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
+    )

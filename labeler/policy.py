@@ -19,6 +19,7 @@ from .aigc import check_charset
 from .errors import ConfigError, InvalidRecordError
 from .identifiers import ProviderCode, validate_filing_number, validate_provider_code
 from .signing import SigningKey
+from .visible import VisibleStyle
 
 __all__ = ["LabelPolicy", "check_label_text"]
 
@@ -55,6 +56,7 @@ class LabelPolicy:
     label_text_zh: str = "AI生成"
     label_text_en: str = "AI-generated"
     language: Literal["zh", "en"] = "zh"
+    visible: VisibleStyle = field(default_factory=VisibleStyle)
     signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +73,8 @@ class LabelPolicy:
             raise ConfigError(f"language must be 'zh' or 'en', got {self.language!r}")
         object.__setattr__(self, "label_text_zh", check_label_text(self.label_text_zh, "zh"))
         object.__setattr__(self, "label_text_en", check_label_text(self.label_text_en, "en"))
+        if not isinstance(self.visible, VisibleStyle):
+            raise ConfigError("visible must be a labeler.visible.VisibleStyle")
         if self.signing_key is not None and not isinstance(self.signing_key, SigningKey):
             raise ConfigError("signing_key must be a labeler.SigningKey")
         _ = self.producer  # fail now, not at the first label
@@ -93,6 +97,15 @@ class LabelPolicy:
         """The visible label text in the policy's language."""
         return self.label_text_zh if self.language == "zh" else self.label_text_en
 
+    @property
+    def filing_line(self) -> str | None:
+        """The filing number(s) as one line for visible labels, if the style asks for it."""
+        return (
+            "  ".join(self.filing_numbers)
+            if self.visible.show_filing_number and self.filing_numbers
+            else None
+        )
+
     def with_changes(self, **changes: Any) -> LabelPolicy:
         return replace(self, **changes)
 
@@ -108,6 +121,14 @@ class LabelPolicy:
         for lang in ("zh", "en"):
             if lang in texts:
                 data[f"label_text_{lang}"] = texts[lang]
+        visible = data.pop("visible", None)
+        if visible is not None:
+            if not isinstance(visible, Mapping):
+                raise ConfigError("visible must be a table (placement, show_filing_number, ...)")
+            try:
+                data["visible"] = VisibleStyle(**visible)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[labeler.visible]: {exc}") from None
         key_file = data.pop("key_file", None)
         if key_file:
             path = Path(key_file)
@@ -123,7 +144,7 @@ class LabelPolicy:
         if "provider_name" not in data:
             raise ConfigError("provider_name is required")
         for name, value in data.items():
-            if name != "signing_key" and not isinstance(value, str | tuple | type(None)):
+            if name not in ("signing_key", "visible") and not isinstance(value, str | tuple | type(None)):
                 raise ConfigError(f"policy setting {name} must be a string")
         return cls(**data)
 

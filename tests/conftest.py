@@ -39,9 +39,13 @@ def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
 
 
 def pixels(data: bytes) -> bytes:
+    """Every frame's decoded pixels: equal means no pixel changed."""
+    from PIL import ImageSequence
+
     with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.mode.encode() + repr(img.size).encode() + img.tobytes()
+        return b"|".join(
+            f.mode.encode() + repr(f.size).encode() + f.tobytes() for f in ImageSequence.Iterator(img)
+        )
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +100,15 @@ def _samples() -> dict[str, bytes]:
         "webp-lossless-alpha": encode(rgba, "WEBP", lossless=True),
         "webp-extended-icc-exif": encode(rgb, "WEBP", icc_profile=icc, exif=exif),
         "webp-xmp": encode(rgb, "WEBP", xmp=EXISTING_XMP),
+        "gif": encode(rgb.convert("P"), "GIF"),
+        "gif-animated": encode(
+            make_image(seed=3).convert("P"),
+            "GIF",
+            save_all=True,
+            loop=0,
+            duration=80,
+            append_images=[make_image(seed=s).convert("P") for s in (4, 5)],
+        ),
     }
 
 

@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed (CI installs it)"),
 ]
-EXT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
+EXT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "gif": ".gif"}
 
 
 def _exiftool(*args: str | Path) -> list[dict[str, object]]:

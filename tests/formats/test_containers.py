@@ -18,12 +18,12 @@ PACKET_B = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>B is longer, odd length!</x:xmp
 
 
 def test_registry_has_the_image_formats() -> None:
-    assert {f.name for f in formats()} >= {"jpeg", "png", "webp"}
+    assert {f.name for f in formats()} >= {"gif", "jpeg", "png", "webp"}
 
 
 def test_detect_rejects_unknown_bytes() -> None:
-    with pytest.raises(UnsupportedFormatError, match="supported: jpeg, png, webp"):
-        detect(b"GIF89a....")
+    with pytest.raises(UnsupportedFormatError, match="supported: gif, jpeg, png, webp"):
+        detect(b"BM6\x00\x00\x00....")
 
 
 def test_write_then_read_returns_the_packet(sample: tuple[str, bytes]) -> None:
@@ -112,7 +112,13 @@ def test_truncated_or_corrupt_input_raises_only_typed_errors(name: str, cut: int
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_typed_errors(blob: bytes) -> None:
     for fmt in formats():
-        for prefix in (b"", b"\xff\xd8\xff", png.SIGNATURE, b"RIFF\x10\x00\x00\x00WEBP"):
+        for prefix in (
+            b"",
+            b"\xff\xd8\xff",
+            png.SIGNATURE,
+            b"RIFF\x10\x00\x00\x00WEBP",
+            b"GIF89a\x01\x00\x01\x00",
+        ):
             try:
                 fmt.read_xmp(prefix + blob)
                 fmt.content_digest(prefix + blob)

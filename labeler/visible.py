@@ -1,0 +1,296 @@
+"""Visible (explicit) image labels: the rules of GB 45438 for pictures.
+
+* on an EDGE or CORNER (bottom-right by default; any corner or edge midpoint);
+* text height >= 5% of the picture's SHORTEST side: the *ink* height of the rendered label, found
+  by searching font sizes, not estimated from a point size;
+* legible on any background: white text on a translucent dark plate (contrast >= 4.5:1 even on
+  pure white at the default opacity);
+* CJK glyphs from a bundled Noto Sans CJK SC subset (OFL), or a font of your choice.
+
+Geometry is a pure function of (image size, text, style); drawing touches only the plate
+region, so a JPEG can be re-saved with its own quantisation tables (``quality="keep"``).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import io
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps, ImageSequence
+
+from .errors import LabelTooLargeError, MalformedFileError, UnsupportedFormatError
+
+__all__ = ["LabelBox", "Placement", "VisibleStyle", "draw_label", "label_geometry", "render_visible_label"]
+
+#: GB 45438: text height at least 5% of the shortest side. A style may ask for more, never less.
+MIN_HEIGHT_RATIO = 0.05
+BUNDLED_FONT = "NotoSansCJKsc-Bold-labeler-subset.otf"
+
+
+class Placement(enum.StrEnum):
+    TOP_LEFT = "top-left"
+    TOP = "top"
+    TOP_RIGHT = "top-right"
+    LEFT = "left"
+    RIGHT = "right"
+    BOTTOM_LEFT = "bottom-left"
+    BOTTOM = "bottom"
+    BOTTOM_RIGHT = "bottom-right"
+
+
+@dataclass(frozen=True)
+class VisibleStyle:
+    """How the visible label looks. Defaults satisfy GB 45438 on any picture."""
+
+    placement: Placement = Placement.BOTTOM_RIGHT
+    height_ratio: float = MIN_HEIGHT_RATIO  #: ink height / shortest side; >= 0.05
+    min_text_px: int = 10  #: legibility floor on small pictures, when it fits
+    margin_ratio: float = 0.02  #: gap to the picture's edges, of the shortest side
+    plate_opacity: float = 0.62
+    font_path: str | None = None  #: None: the bundled Noto Sans CJK SC subset
+    show_filing_number: bool = False
+    jpeg_quality: int | str = "keep"  #: "keep" reuses the source's quantisation tables
+    webp_quality: int = 90
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "placement", Placement(self.placement))
+        if not MIN_HEIGHT_RATIO <= self.height_ratio <= 0.5:
+            raise ValueError(f"height_ratio must be between 0.05 (GB 45438) and 0.5, got {self.height_ratio}")
+        if not 0.3 <= self.plate_opacity <= 1:
+            raise ValueError("plate_opacity must be between 0.3 and 1 to stay legible")
+
+
+@dataclass(frozen=True)
+class LabelBox:
+    """Where the label goes, in pixels. ``text_height`` is the ink height of the label text."""
+
+    font_size: int
+    text_height: int
+    required_height: int
+    plate: tuple[int, int, int, int]  #: left, top, right, bottom (exclusive)
+    text_origin: tuple[int, int]  #: where the label text's ink box starts
+    second_line: tuple[int, int, int] | None  #: (font size, x, y) of the filing-number line
+
+
+@functools.lru_cache(maxsize=256)
+def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
+    if path is None:
+        with resources.as_file(resources.files("labeler.fonts") / BUNDLED_FONT) as bundled:
+            return ImageFont.truetype(str(bundled), size)
+    try:
+        return ImageFont.truetype(path, size)
+    except OSError as exc:
+        raise UnsupportedFormatError(f"cannot load font {path}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _ink(text: str, path: str | None, size: int) -> tuple[int, int, int, int]:
+    """The box of pixels the rendered text covers at least half (FreeType's own bbox counts
+    faint antialiased rows and overstates the visible height by a pixel or two)."""
+    font = _font(path, size)
+    left, top, right, bottom = (int(v) for v in font.getbbox(text))
+    canvas = Image.new("L", (right - left + 2, bottom - top + 2))
+    ImageDraw.Draw(canvas).text((1 - left, 1 - top), text, font=font, fill=255)
+    box = canvas.point(lambda v: 255 if v >= 128 else 0).getbbox()
+    if box is None:
+        return (left, top, left, top)
+    return (left + box[0] - 1, top + box[1] - 1, left + box[2] - 1, top + box[3] - 1)
+
+
+def _size_for(text: str, path: str | None, height: int) -> int:
+    """Smallest font size whose ink height for ``text`` is >= ``height`` px."""
+
+    def ink_height(size: int) -> int:
+        _, top, _, bottom = _ink(text, path, size)
+        return bottom - top
+
+    size = max(1, math.ceil(height * height / max(1, ink_height(max(1, height)))))
+    while ink_height(size) < height:  # converge upwards from the estimate...
+        size += 1
+    while size > 1 and ink_height(size - 1) >= height:  # ...then make sure it is the smallest
+        size -= 1
+    return size
+
+
+def label_geometry(
+    size: tuple[int, int], text: str, style: VisibleStyle, second: str | None = None
+) -> LabelBox:
+    """Place ``text`` (and an optional smaller ``second`` line) on a picture of ``size``."""
+    width, height = size
+    shortest = min(width, height)
+    required = max(1, math.ceil(shortest * style.height_ratio - 1e-9))
+    wanted = max(required, style.min_text_px)
+
+    def layout(text_height: int) -> LabelBox:
+        font_size = _size_for(text, style.font_path, text_height)
+        left, top, right, bottom = _ink(text, style.font_path, font_size)
+        ink_h = bottom - top
+        pad = max(1, round(ink_h * 0.3))
+        inner_w, inner_h = right - left, ink_h
+        line2 = None
+        if second:
+            size2 = max(style.min_text_px, round(font_size * 0.55))
+            left2, top2, right2, bottom2 = _ink(second, style.font_path, size2)
+            gap = max(1, round(pad * 0.6))
+            line2 = (size2, left2, top2, gap)
+            inner_w = max(inner_w, right2 - left2)
+            inner_h += gap + (bottom2 - top2)
+        plate_w, plate_h = inner_w + 2 * pad, inner_h + 2 * pad
+        margin = max(1, round(shortest * style.margin_ratio))
+        p = style.placement.value
+        if "left" in p:
+            x = margin
+        elif "right" in p:
+            x = width - margin - plate_w
+        else:
+            x = (width - plate_w) // 2
+        if p.startswith("top"):
+            y = margin
+        elif p.startswith("bottom"):
+            y = height - margin - plate_h
+        else:
+            y = (height - plate_h) // 2
+        second_line = None
+        if line2 is not None:
+            size2, left2, top2, gap = line2
+            second_line = (size2, x + pad - left2, y + pad + ink_h + gap - top2)
+        return LabelBox(
+            font_size=font_size,
+            text_height=ink_h,
+            required_height=required,
+            plate=(x, y, x + plate_w, y + plate_h),
+            text_origin=(x + pad, y + pad),
+            second_line=second_line,
+        )
+
+    def fits(box: LabelBox) -> bool:
+        x0, y0, x1, y1 = box.plate
+        return x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height
+
+    box = layout(wanted)
+    if not fits(box) and wanted > required:
+        lo, hi = required, wanted  # largest text height in [required, wanted) that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(layout(mid)):
+                lo = mid
+            else:
+                hi = mid - 1
+        box = layout(lo)
+    if not fits(box) and second:  # the optional filing-number line goes first, never the label
+        return label_geometry(size, text, style, None)
+    if not fits(box):
+        raise LabelTooLargeError(
+            f"label {text!r} at the required {required}px text height does not fit a {width}x{height} picture"
+        )
+    return box
+
+
+def draw_label(img: Image.Image, text: str, style: VisibleStyle, second: str | None = None) -> LabelBox:
+    """Draw the label onto ``img`` in place (only the plate region changes). Returns its box.
+    ``img`` must be RGB, RGBA, L, LA or CMYK (callers convert palette images first)."""
+    if img.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        raise ValueError(f"draw_label needs a non-palette image, got mode {img.mode}")
+    box = label_geometry(img.size, text, style, second)
+    x0, y0 = box.plate[:2]
+    region = img.crop(box.plate).convert("RGBA")
+    overlay = Image.new("RGBA", region.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.rectangle((0, 0, region.width, region.height), fill=(0, 0, 0, round(255 * style.plate_opacity)))
+    font = _font(style.font_path, box.font_size)
+    left, top, _, _ = _ink(text, style.font_path, box.font_size)
+    origin = (box.text_origin[0] - x0 - left, box.text_origin[1] - y0 - top)
+    draw.text(origin, text, font=font, fill=(255, 255, 255, 255))
+    if second and box.second_line:
+        size2, sx, sy = box.second_line
+        draw.text((sx - x0, sy - y0), second, font=_font(style.font_path, size2), fill=(255, 255, 255, 255))
+    composed = Image.alpha_composite(region, overlay)
+    img.paste(composed if img.mode == "RGBA" else composed.convert(img.mode), (x0, y0))
+    return box
+
+
+# -- whole files ------------------------------------------------------------------------------
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except Image.DecompressionBombError as exc:
+        raise MalformedFileError(f"refused: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MalformedFileError(f"cannot decode image: {exc}") from None
+    return img
+
+
+def _is_lossless_webp(data: bytes) -> bool:
+    return b"VP8L" in data[12:64] and b"VP8 " not in data[12:64]
+
+
+def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: str | None = None) -> bytes:
+    """Decode, draw the label on every frame, re-encode in the same format keeping EXIF, ICC
+    and XMP (the implicit label is applied afterwards, on these final bytes)."""
+    img = _open(data)
+    fmt = img.format
+    info = img.info
+    keep: dict[str, Any] = {k: info[k] for k in ("icc_profile", "exif") if info.get(k)}
+    if info.get("xmp"):
+        keep["xmp"] = info["xmp"]
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        orientation = img.getexif().get(0x0112, 1)
+        if orientation != 1:  # draw upright as shown; the orientation is baked into pixels
+            img = ImageOps.exif_transpose(img)
+            keep["exif"] = img.info.get("exif", b"") or img.getexif().tobytes()
+            quality: int | str = 92 if style.jpeg_quality == "keep" else style.jpeg_quality
+        else:
+            quality = style.jpeg_quality
+        if img.mode not in ("RGB", "L", "CMYK"):
+            img = img.convert("RGB")
+        draw_label(img, text, style, second)
+        extra = {"subsampling": "keep"} if quality == "keep" else {}
+        img.save(out, "JPEG", quality=quality, **extra, **keep)
+    elif fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        pnginfo = PngImagePlugin.PngInfo()
+        for key, value in info.items():  # text chunks, XML:com.adobe.xmp included, survive
+            if isinstance(key, str) and isinstance(value, str) and key != "xmp":
+                pnginfo.add_itxt(key, value)
+        keep.pop("xmp", None)
+        if img.mode not in ("RGB", "RGBA", "L", "LA"):
+            img = img.convert("RGBA")
+        draw_label(img, text, style, second)
+        img.save(out, "PNG", pnginfo=pnginfo, optimize=False, **keep)
+    elif fmt in ("GIF", "WEBP") and getattr(img, "n_frames", 1) > 1:
+        frames, durations = [], []
+        for frame in ImageSequence.Iterator(img):
+            rgba = frame.convert("RGBA")
+            draw_label(rgba, text, style, second)
+            frames.append(rgba)
+            durations.append(frame.info.get("duration", info.get("duration", 100)))
+        params: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": durations}
+        if "loop" in info:  # absent means "play once"; loop=0 would mean "forever"
+            params["loop"] = info["loop"]
+        if fmt == "WEBP":
+            params.update(lossless=_is_lossless_webp(data), quality=style.webp_quality, **keep)
+        else:
+            params["disposal"] = 2
+        frames[0].save(out, fmt, **params)
+    elif fmt == "GIF":
+        rgba = img.convert("RGBA")
+        draw_label(rgba, text, style, second)
+        rgba.save(out, "GIF")
+    elif fmt == "WEBP":
+        if img.mode not in ("RGB", "RGBA"):
+            img = img.convert("RGBA")
+        draw_label(img, text, style, second)
+        img.save(out, "WEBP", lossless=_is_lossless_webp(data), quality=style.webp_quality, **keep)
+    else:
+        raise UnsupportedFormatError(f"no visible labels for {fmt} images")
+    return out.getvalue()
