@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from .provenance import SignedProvenance, parse_token
 from .signing import TrustStore, b64url_encode
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel, read_label
 
-__all__ = ["Status", "Verdict", "verify"]
+__all__ = ["Status", "Verdict", "judge_record", "verify"]
 
 
 class Status(enum.StrEnum):
@@ -49,6 +50,7 @@ class Verdict:
     signature_valid: bool | None = None
     key_trusted: bool | None = None
     content_intact: bool | None = None
+    explicit_label: bool = False  #: a visible label was found (text); alone it means "suspected"
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -65,8 +67,11 @@ class Verdict:
 
     @property
     def notice(self) -> str:
-        """Measures Art. 6 notice level from the label: confirmed / possible / suspected / none."""
-        return self.record.Label.notice if self.record is not None else "none"
+        """Measures Art. 6 notice level: from the record's Label (confirmed / possible / suspected);
+        with no record but a visible label, suspected; else none."""
+        if self.record is not None:
+            return self.record.Label.notice
+        return "suspected" if self.explicit_label else "none"
 
     @property
     def filing_numbers(self) -> tuple[str, ...]:
@@ -82,6 +87,7 @@ class Verdict:
             "format": self.media_format,
             "label_present": self.label_present,
             "label_source": self.label_source,
+            "explicit_label": self.explicit_label,
             "fields_valid": self.fields_valid,
             "signature_valid": self.signature_valid,
             "key_trusted": self.key_trusted,
@@ -134,26 +140,61 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
             Status.MALFORMED_LABEL, media_format, label_source=source, problems=(*problems, str(exc))
         )
 
-    def verdict(status: Status, **details: Any) -> Verdict:
-        return Verdict(status, media_format, record, label_source=source, **details)
-
     token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
-    if not token:
-        return verdict(Status.UNSIGNED, problems=(*problems, "ReservedCode1 is empty"))
     if xmp is not None and xmp.provenance and record.ReservedCode1 and xmp.provenance != record.ReservedCode1:
         problems.append("XMP provenance differs from ReservedCode1 (ReservedCode1 used)")
+    return judge_record(
+        record,
+        token,
+        lambda: _digest(data),
+        trust,
+        media_format=media_format,
+        label_source=source,
+        problems=problems,
+    )
+
+
+def judge_record(
+    record: AigcRecord,
+    token: str,
+    content_digest: Callable[[], bytes],
+    trust: TrustStore | None,
+    *,
+    media_format: str,
+    label_source: str,
+    problems: list[str] | None = None,
+    explicit_label: bool = False,
+) -> Verdict:
+    """The verdict ladder shared by every medium: token -> signature -> signed fields ->
+    content digest -> key trust. ``content_digest`` is only called once the signature holds."""
+    problems = list(problems or [])
+
+    def verdict(status: Status, **details: Any) -> Verdict:
+        return Verdict(
+            status,
+            media_format,
+            record,
+            label_source=label_source,
+            explicit_label=explicit_label,
+            problems=tuple(problems),
+            **details,
+        )
+
+    if not token:
+        problems.append("ReservedCode1 is empty")
+        return verdict(Status.UNSIGNED)
     try:
         signed = parse_token(token)
     except InvalidRecordError as exc:
-        return verdict(Status.UNSIGNED, problems=(*problems, f"ReservedCode1 not verifiable: {exc}"))
-
+        problems.append(f"ReservedCode1 not verifiable: {exc}")
+        return verdict(Status.UNSIGNED)
     if not signed.algorithm_supported:
         problems.append(f"signature algorithm {signed.algorithm!r} is not accepted")
     elif not signed.key_id_consistent:
         problems.append("key id does not match the embedded public key")
     if not signed.signature_valid():
         problems.append("signature does not verify")
-        return verdict(Status.BAD_SIGNATURE, signed=signed, signature_valid=False, problems=tuple(problems))
+        return verdict(Status.BAD_SIGNATURE, signed=signed, signature_valid=False)
     p = signed.provenance
     mismatched = [
         name
@@ -161,12 +202,11 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
             ("Label", p.label, record.Label.value),
             ("ContentProducer", p.producer, record.ContentProducer),
             ("ProduceID", p.produce_id, record.ProduceID),
+            ("format", p.media_format or media_format, media_format),
         )
         if signed_value != value
     ]
-    if p.media_format and p.media_format != media_format:
-        mismatched.append("format")
-    intact = hmac.compare_digest(_digest(data), p.content_digest)
+    intact = hmac.compare_digest(content_digest(), p.content_digest)
     if not intact:
         problems.append("content digest differs from the signed one: content altered or label copied")
     trusted = trust is not None and trust.is_trusted(signed.public_key)
@@ -181,14 +221,7 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
         status = Status.UNTRUSTED
     else:
         status = Status.VERIFIED
-    return verdict(
-        status,
-        signed=signed,
-        signature_valid=True,
-        key_trusted=trusted,
-        content_intact=intact,
-        problems=tuple(problems),
-    )
+    return verdict(status, signed=signed, signature_valid=True, key_trusted=trusted, content_intact=intact)
 
 
 def _digest(data: bytes) -> bytes:

@@ -1,0 +1,1 @@
+"""The bundled font subset (see SOURCE.txt and OFL.txt); data only."""

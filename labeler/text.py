@@ -1,0 +1,363 @@
+"""Labels for text: visible prompts, Markdown front matter, and an invisible signed mark.
+
+* Visible: ``【AI生成】`` (zh) / ``[AI-generated]`` (en) at the start, end or both; Markdown-aware
+  (goes after YAML front matter, on its own line before a code fence, heading, list or table);
+  idempotent: a label already there, in any compliant wording, is never added twice.
+* Markdown files: front matter ``AIGC: '{"AIGC":{...}}'`` whose ReservedCode1 signs the
+  document *without* that line, so verify can recompute it.
+* Plain text: a compact signed mark spelled in Unicode variation selectors (invisible, and kept
+  by copy-paste), placed after the first character. It signs a digest of the text with
+  whitespace collapsed, so re-wrapping or trimming does not break it; editing words does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from .aigc import AigcRecord, Label, new_produce_id
+from .errors import ConfigError, InvalidRecordError
+from .policy import LabelPolicy, check_label_text
+from .provenance import Provenance, sign, utc_now
+from .signing import ALGORITHMS, TrustStore, b64url_decode, b64url_encode
+from .verification import Status, Verdict, judge_record
+
+__all__ = [
+    "add_text_label",
+    "end_fragment",
+    "find_text_labels",
+    "label_markdown",
+    "mark_text",
+    "read_text_mark",
+    "start_fragment",
+    "strip_text_mark",
+    "verify_text",
+]
+
+Position = Literal["start", "end", "both"]
+
+_BRACKETED = re.compile(r"【([^】\n]{1,40})】|\[([^\]\n]{1,40})\]")
+_FRONT_MATTER = re.compile(r"\A---(\r?\n)(.*?)(?:\r?\n)?---(?:\r?\n|\Z)", re.S)
+_BLOCK_START = re.compile(r"(```|~~~|#{1,6}\s|\||>|[-*+]\s|\d+[.)]\s|<|    |\t)")
+_VS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]+")
+_MAGIC = b"AIGC\x01"
+_ALG_IDS = {"Ed25519": 1, "ES256": 2}
+
+
+# -- visible labels -----------------------------------------------------------------------------
+
+
+def _marker(policy: LabelPolicy) -> str:
+    return f"【{policy.label_text_zh}】" if policy.language == "zh" else f"[{policy.label_text_en}]"
+
+
+def start_fragment(policy: LabelPolicy) -> str:
+    """What a stream sends before the first token: the label as its own paragraph."""
+    return _marker(policy) + "\n\n"
+
+
+def end_fragment(policy: LabelPolicy) -> str:
+    """What a stream sends after the last token."""
+    return "\n\n" + _marker(policy)
+
+
+def _is_label(inner: str) -> bool:
+    for language in ("zh", "en"):
+        try:
+            check_label_text(inner, language)
+            return True
+        except ConfigError:
+            pass
+    return False
+
+
+def _split_front_matter(text: str) -> tuple[str, str]:
+    match = _FRONT_MATTER.match(text)
+    return (text[: match.end()], text[match.end() :]) if match else ("", text)
+
+
+def find_text_labels(text: str) -> tuple[bool, bool]:
+    """(label at the start, label at the end), ignoring front matter, marks and whitespace."""
+    _, body = _split_front_matter(strip_text_mark(text))
+    body = body.strip()
+    first = _BRACKETED.match(body)
+    at_start = bool(first and _is_label(first.group(1) or first.group(2)))
+    last = None
+    for last in _BRACKETED.finditer(body):  # noqa: B007 (we want the final match)
+        pass
+    at_end = bool(last and last.end() == len(body) and _is_label(last.group(1) or last.group(2)))
+    return at_start, at_end
+
+
+def add_text_label(text: str, policy: LabelPolicy, position: Position = "start") -> str:
+    """``text`` with a visible label at ``position``; unchanged where a label already is."""
+    if position not in ("start", "end", "both"):
+        raise ConfigError(f"position must be start, end or both, got {position!r}")
+    has_start, has_end = find_text_labels(text)
+    marker = _marker(policy)
+    if position in ("start", "both") and not has_start:
+        front, body = _split_front_matter(text)
+        if not body.strip() or _BLOCK_START.match(body):
+            sep = "\n\n"
+        else:
+            sep = "" if policy.language == "zh" else " "
+        text = front + marker + sep + body
+    if (
+        position in ("end", "both")
+        and not has_end
+        and not (position == "end" and has_start and not text.strip())
+    ):
+        text = text.rstrip("\n") + "\n\n" + marker + ("\n" if text.endswith("\n") else "")
+    return text
+
+
+# -- Markdown front matter ------------------------------------------------------------------------
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text[:4096] else "\n"
+
+
+def _yaml_single_quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _remove_front_matter_label(doc: str) -> tuple[str, str | None]:
+    """(document without our AIGC line, the raw YAML value of that line or None)."""
+    match = _FRONT_MATTER.match(doc)
+    if not match:
+        return doc, None
+    nl = match.group(1)
+    lines = match.group(2).split(nl) if match.group(2) else []
+    kept, value = [], None
+    for line in lines:
+        m = re.match(r"AIGC:\s*(.*)$", line)
+        if m and value is None:
+            value = m.group(1).strip()
+        else:
+            kept.append(line)
+    if value is None:
+        return doc, None
+    rest = doc[match.end() :]
+    if not kept:
+        return rest, value
+    return f"---{nl}{nl.join(kept)}{nl}---{nl}" + rest, value
+
+
+def _unquote_yaml(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1].replace("''", "'")
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
+def label_markdown(
+    doc: str, policy: LabelPolicy, *, visible: Position | None = "start", produce_id: str | None = None
+) -> str:
+    """A Markdown document with a visible label (after the front matter) and an ``AIGC:`` front
+    matter record signed over the rest. An existing ``AIGC:`` record is kept (idempotent)."""
+    if _remove_front_matter_label(doc)[1] is not None:
+        return doc
+    if visible:
+        doc = add_text_label(doc, policy, visible)
+    produce_id = produce_id or new_produce_id()
+    token = ""
+    if policy.signing_key is not None:
+        digest = hashlib.sha256(doc.encode("utf-8")).digest()
+        token = sign(_provenance(policy, produce_id, "markdown", digest), policy.signing_key)
+    record = AigcRecord.first_write(policy.producer, produce_id, token)
+    line = "AIGC: " + _yaml_single_quoted(record.to_json())
+    nl = _newline(doc)
+    match = _FRONT_MATTER.match(doc)
+    if match:
+        nl = match.group(1)
+        body = match.group(2)
+        inner = f"{body}{nl}{line}" if body else line
+        return f"---{nl}{inner}{nl}---{nl}" + doc[match.end() :]
+    return f"---{nl}{line}{nl}---{nl}" + doc
+
+
+def _provenance(policy: LabelPolicy, produce_id: str, media: str, digest: bytes) -> Provenance:
+    return Provenance(
+        producer=policy.producer,
+        produce_id=produce_id,
+        label=Label.GENERATED.value,
+        provider=policy.provider_name,
+        system=policy.system_name,
+        system_version=policy.system_version,
+        created=utc_now(),
+        filing_numbers=policy.filing_numbers,
+        media_format=media,
+        content_digest=digest,
+        launch_number=policy.launch_number,
+    )
+
+
+# -- invisible mark ---------------------------------------------------------------------------------
+
+
+def _to_vs(data: bytes) -> str:
+    return "".join(chr(0xFE00 + b) if b < 16 else chr(0xE0100 + b - 16) for b in data)
+
+
+def _from_vs(chars: str) -> bytes:
+    return bytes(ord(c) - 0xFE00 if ord(c) < 0xFE10 else ord(c) - 0xE0100 + 16 for c in chars)
+
+
+def strip_text_mark(text: str) -> str:
+    """``text`` without any variation-selector runs (our marks, and stray selectors)."""
+    return _VS.sub("", text)
+
+
+def _normalise(text: str) -> bytes:
+    """What a mark signs: NFC text without marks or U+FEFF, whitespace runs folded to one space."""
+    plain = strip_text_mark(text).replace("\ufeff", "")
+    return " ".join(unicodedata.normalize("NFC", plain).split()).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class TextMark:
+    algorithm: str
+    key_id: str
+    created: int
+    label: str
+    produce_id: str
+    producer: str
+    signed_part: bytes
+    signature: bytes
+
+
+def mark_text(text: str, policy: LabelPolicy, *, produce_id: str | None = None) -> str:
+    """``text`` carrying an invisible, signed AIGC mark (any earlier mark is replaced)."""
+    key = policy.signing_key
+    if key is None:
+        raise ConfigError("an invisible text mark needs a signing key in the policy")
+    if key.algorithm not in _ALG_IDS:
+        raise ConfigError(f"text marks support {', '.join(_ALG_IDS)}, not {key.algorithm}")
+    produce_id = produce_id or new_produce_id()
+    try:
+        pid = bytes.fromhex(produce_id)
+    except ValueError:
+        pid = b""
+    if len(pid) != 16:
+        raise ConfigError("text marks need a 32-hex-digit ProduceID (as new_produce_id makes)")
+    producer = policy.producer.encode("ascii")
+    head = (
+        _MAGIC
+        + bytes([_ALG_IDS[key.algorithm]])
+        + b64url_decode(key.key_id)
+        + struct.pack(">I", int(time.time()))
+        + Label.GENERATED.value.encode()
+        + pid
+        + bytes([len(producer)])
+        + producer
+    )
+    clean = strip_text_mark(text)
+    signature = key.sign(head + hashlib.sha256(_normalise(clean)).digest())
+    mark = _to_vs(head + signature)
+    return clean[:1] + mark + clean[1:] if clean else "\ufeff" + mark
+
+
+def read_text_mark(text: str) -> TextMark | None:
+    """The first mark in ``text``; ``None`` if there is none; raises on a broken one."""
+    for run in _VS.finditer(text):
+        data = _from_vs(run.group())
+        if not data.startswith(_MAGIC):
+            continue
+        try:
+            alg_id, kid, created = data[5], data[6:18], struct.unpack_from(">I", data, 18)[0]
+            label, pid, plen = chr(data[22]), data[23:39], data[39]
+            producer = data[40 : 40 + plen].decode("ascii")
+            signature = data[40 + plen :]
+        except (IndexError, struct.error, UnicodeDecodeError):
+            raise InvalidRecordError("text mark is truncated") from None
+        algorithm = next((n for n, i in _ALG_IDS.items() if i == alg_id), f"#{alg_id}")
+        if len(pid) != 16 or len(signature) != 64:
+            raise InvalidRecordError("text mark is truncated")
+        return TextMark(
+            algorithm, b64url_encode(kid), created, label, pid.hex(), producer, data[: 40 + plen], signature
+        )
+    return None
+
+
+# -- verification -------------------------------------------------------------------------------------
+
+
+def verify_text(text: str, trust: TrustStore | None = None) -> Verdict:
+    """Verdict for a text or Markdown document: front-matter record, invisible mark, or only a
+    visible label (Measures Art. 6 case 3: ``notice == "suspected"``)."""
+    explicit = any(find_text_labels(text))
+    stripped, raw = _remove_front_matter_label(text)
+    if raw is not None:
+        return _verify_front_matter(stripped, _unquote_yaml(raw), trust, explicit)
+    try:
+        mark = read_text_mark(text)
+    except InvalidRecordError as exc:
+        return Verdict(Status.MALFORMED_LABEL, "text", explicit_label=explicit, problems=(str(exc),))
+    if mark is None:
+        return Verdict(Status.NO_LABEL, "text", explicit_label=explicit)
+    try:
+        record = AigcRecord(mark.label, mark.producer, mark.produce_id)  # type: ignore[arg-type]
+    except InvalidRecordError as exc:
+        return Verdict(Status.MALFORMED_LABEL, "text", explicit_label=explicit, problems=(str(exc),))
+    known = trust.keys.get(mark.key_id) if trust is not None else None
+    if known is None or known.algorithm != mark.algorithm or mark.algorithm not in ALGORITHMS:
+        return Verdict(
+            Status.UNTRUSTED,
+            "text",
+            record,
+            label_source="text-mark",
+            explicit_label=explicit,
+            problems=(f"signing key {mark.key_id} is not in the trust store; mark not checkable",),
+        )
+    message = mark.signed_part + hashlib.sha256(_normalise(text)).digest()
+    if not known.verify(mark.signature, message):
+        return Verdict(
+            Status.ALTERED,
+            "text",
+            record,
+            label_source="text-mark",
+            signature_valid=False,
+            key_trusted=True,
+            content_intact=False,
+            explicit_label=explicit,
+            problems=("text changed since it was marked, or the mark was copied",),
+        )
+    return Verdict(
+        Status.VERIFIED,
+        "text",
+        record,
+        label_source="text-mark",
+        signature_valid=True,
+        key_trusted=True,
+        content_intact=True,
+        explicit_label=explicit,
+    )
+
+
+def _verify_front_matter(body: str, value: str, trust: TrustStore | None, explicit: bool) -> Verdict:
+    try:
+        record = AigcRecord.from_json(value)
+    except InvalidRecordError as exc:
+        return Verdict(
+            Status.MALFORMED_LABEL,
+            "markdown",
+            label_source="front-matter",
+            explicit_label=explicit,
+            problems=(str(exc),),
+        )
+    return judge_record(
+        record,
+        record.ReservedCode1,
+        lambda: hashlib.sha256(body.encode("utf-8")).digest(),
+        trust,
+        media_format="markdown",
+        label_source="front-matter",
+        explicit_label=explicit,
+    )
