@@ -1,7 +1,7 @@
-"""The ``labeler`` command line: keygen, apply, verify, inspect, demo.
+"""The ``labeler`` command line: apply, verify, propagate, inspect, keygen, demo.
 
-I/O lives here, at the edge: files are read whole, labelled by the pure core, and written
-atomically (temp file + rename), so an original is never left half-written.
+Errors print one line and no traceback; exit codes: 0 ok, 1 some file failed (or fell below
+``--require``), 2 bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -10,22 +10,19 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .aigc import Label
+from .batch import TEXT_SUFFIXES, Options, Outcome, plan, run, write_atomic
 from .errors import LabelerError
-from .labeling import label_bytes
+from .identifiers import validate_provider_code
 from .policy import LabelPolicy
 from .signing import SigningKey, TrustStore
 from .verification import Status, Verdict, verify
 
 __all__ = ["main"]
-
-
-def _policy(args: argparse.Namespace) -> LabelPolicy:
-    return LabelPolicy.load(args.config)
 
 
 def _trust(args: argparse.Namespace) -> TrustStore:
@@ -35,30 +32,23 @@ def _trust(args: argparse.Namespace) -> TrustStore:
     return TrustStore.from_paths(paths)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory + rename: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _files(paths: Sequence[str]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-        else:
-            out.append(p)
-    return out
+    return [task.source for task in plan(paths, None)]
+
+
+def _verify_path(path: Path, trust: TrustStore) -> Verdict:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Verdict(Status.UNREADABLE, problems=(f"cannot read: {exc.strerror}",))
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        from .text import verify_text
+
+        return verify_text(data.decode("utf-8", "replace"), trust)
+    return verify(data, trust)
+
+
+# -- commands --------------------------------------------------------------------------------------
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -79,78 +69,113 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    policy = _policy(args)
     if not args.in_place and not args.out:
         raise LabelerError("say where results go: --out DIR or --in-place")
-    counts = {"labeled": 0, "skipped": 0, "failed": 0}
-    for path in _files(args.paths):
-        try:
-            data = path.read_bytes()
-            out = label_bytes(data, policy, on_existing="replace" if args.relabel else "keep")
-            if out is data:
-                counts["skipped"] += 1
-                status = "skipped (already labeled)"
-            else:
-                target = path if args.in_place else Path(args.out) / path.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(target, out)
-                counts["labeled"] += 1
-                status = f"labeled -> {target}"
-        except (LabelerError, OSError) as exc:
-            counts["failed"] += 1
-            status = f"FAILED: {exc}"
-        print(f"{path}: {status}")
-    print(", ".join(f"{n} {k}" for k, n in counts.items()))
-    return 1 if counts["failed"] else 0
+    tasks = plan(args.paths, Path(args.out) if args.out else None)
+    options = Options(visible=args.visible, relabel=args.relabel, text_position=args.text_position)
+    show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
+    from tqdm import tqdm
+
+    with tqdm(
+        total=len(tasks), unit="file", disable=not show_bar, file=sys.stderr, dynamic_ncols=True
+    ) as bar:
+
+        def progress(outcome: Outcome) -> None:
+            bar.update(1)
+            if args.verbose or outcome.status == "failed":
+                line = f"{outcome.task.source}: {outcome.status}" + (
+                    f": {outcome.detail}" if outcome.detail else ""
+                )
+                bar.write(line, file=sys.stdout if outcome.status != "failed" else sys.stderr)
+
+        summary = run(tasks, config=args.config, options=options, jobs=args.jobs, progress=progress)
+    print(summary)
+    return 1 if summary.failed else 0
 
 
-def _verdict_line(path: Path, verdict: Verdict) -> str:
-    flags = f"sig={verdict.signature_valid} trusted={verdict.key_trusted} intact={verdict.content_intact}"
-    filing = ",".join(verdict.filing_numbers) or "-"
-    why = f"  ({'; '.join(verdict.problems)})" if verdict.problems else ""
-    return f"{path}: {verdict.status.value} notice={verdict.notice} {flags} filing={filing}{why}"
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     trust = _trust(args)
-    required = Status(args.require) if args.require else None
     order = list(Status)
-    results, failed = [], False
-    for path in _files(args.paths):
-        try:
-            verdict = verify(path.read_bytes(), trust)
-        except OSError as exc:
-            verdict = Verdict(Status.UNREADABLE, problems=(f"cannot read: {exc.strerror}",))
-        if required is not None and order.index(verdict.status) > order.index(required):
-            failed = True
-        results.append((path, verdict))
-        if not args.json:
-            print(_verdict_line(path, verdict))
+    required = Status(args.require) if args.require else None
+    results = [(path, _verify_path(path, trust)) for path in _files(args.paths)]
+    failed = required is not None and any(order.index(v.status) > order.index(required) for _, v in results)
     if args.json:
         print(json.dumps([{"path": str(p), **v.to_dict()} for p, v in results], ensure_ascii=False, indent=2))
+        return 1 if failed else 0
+
+    def flag(value: bool | None) -> str:
+        return "-" if value is None else "yes" if value else "NO"
+
+    rows = [("FILE", "STATUS", "NOTICE", "SIGNATURE", "TRUSTED", "INTACT", "FILING NUMBER", "WHY")]
+    for path, v in results:
+        rows.append(
+            (
+                str(path),
+                v.status.value,
+                v.notice,
+                flag(v.signature_valid),
+                flag(v.key_trusted),
+                flag(v.content_intact),
+                ",".join(v.filing_numbers) or "-",
+                "; ".join(v.problems),
+            )
+        )
+    print(_table(rows))
+    return 1 if failed else 0
+
+
+def cmd_propagate(args: argparse.Namespace) -> int:
+    from .propagation import propagate_bytes
+
+    code = validate_provider_code(args.as_code)
+    if code.role != "propagation":
+        print(f"labeler: warning: {code} is a generation code (position 23 is not 2)", file=sys.stderr)
+    policy = LabelPolicy.load(args.config).with_changes(provider_code=code)
+    declared = Label.POSSIBLY if args.declared else Label.SUSPECTED if args.suspected else None
+    failed = 0
+    for task in plan(args.paths, Path(args.out) if args.out else None):
+        try:
+            out = propagate_bytes(task.source.read_bytes(), policy, declared=declared)
+            task.target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(task.target, out)
+            verdict = verify(out)
+            label = f" (Label {verdict.record.Label.value})" if verdict.record else ""
+            print(f"{task.source}: propagated; show notice: {verdict.notice}{label}")
+        except (LabelerError, OSError) as exc:
+            failed += 1
+            print(f"{task.source}: FAILED: {exc}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .formats import detect
-    from .xmp import read_label
+    path = Path(args.file)
+    data = path.read_bytes()
+    info: dict[str, object] = {"file": str(path)}
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        from .formats import detect
+        from .xmp import read_label
 
-    data = Path(args.file).read_bytes()
-    fmt = detect(data)
-    packet = fmt.read_xmp(data)
-    info = {
-        "format": fmt.name,
-        "xmp": read_label(packet).__dict__ if packet and read_label(packet) else None,
-        "verdict": verify(data, _trust(args)).to_dict(),
-    }
+        fmt = detect(data)
+        packet = fmt.read_xmp(data)
+        label = read_label(packet) if packet else None
+        info.update(format=fmt.name, xmp=label.__dict__ if label else None)
+    info["verdict"] = _verify_path(path, _trust(args)).to_dict()
     print(json.dumps(info, ensure_ascii=False, indent=2))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo.walkthrough import run
+    from .demo.walkthrough import run as walkthrough
 
-    return run(Path(args.out))
+    return walkthrough(Path(args.out))
+
+
+# -- parser ------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,22 +186,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML policy file (default: $LABELER_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("keygen", help="create a signing key pair (PEM) and print its key id")
-    p.add_argument("--algorithm", default="Ed25519", choices=["Ed25519", "ES256"])
-    p.add_argument("--out", default="keys", help="directory for NAME.pem and NAME.pub.pem")
-    p.add_argument("--name", default="labeler")
-    p.add_argument("--force", action="store_true")
-    p.set_defaults(func=cmd_keygen)
-
-    p = sub.add_parser("apply", help="write implicit labels + signed provenance into files")
+    p = sub.add_parser("apply", help="label files and directories (visible + implicit + signature)")
     p.add_argument("paths", nargs="+")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--out", help="write labelled copies here")
+    where.add_argument("--out", help="write labelled copies here, mirroring the input tree")
     where.add_argument("--in-place", action="store_true", help="replace the originals atomically")
-    p.add_argument("--relabel", action="store_true", help="replace existing AIGC labels")
+    p.add_argument(
+        "--visible",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw/add the visible label (default: yes)",
+    )
+    p.add_argument(
+        "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)"
+    )
+    p.add_argument("--relabel", action="store_true", help="label files even if they already carry a label")
+    p.add_argument("--text-position", choices=["start", "end", "both"], default="start")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="one line per file")
     p.set_defaults(func=cmd_apply)
 
-    p = sub.add_parser("verify", help="check labels, signatures, integrity and trust")
+    p = sub.add_parser("verify", help="check labels, signatures, integrity, trust, filing numbers")
     p.add_argument("paths", nargs="+")
     p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
     p.add_argument("--json", action="store_true")
@@ -187,10 +222,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("propagate", help="platform role: add propagator fields and sign ReservedCode2")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--as", dest="as_code", required=True, help="the platform's 27-char provider code")
+    said = p.add_mutually_exclusive_group()
+    said.add_argument(
+        "--declared", action="store_true", help="unlabelled content the uploader declared AI (Label 2)"
+    )
+    said.add_argument("--suspected", action="store_true", help="unlabelled content with AI traces (Label 3)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out")
+    where.add_argument("--in-place", action="store_true")
+    p.set_defaults(func=cmd_propagate)
+
     p = sub.add_parser("inspect", help="show all label data of one file as JSON")
     p.add_argument("file")
     p.add_argument("--trust", action="append")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("keygen", help="create a signing key pair (PEM) and print its key id")
+    p.add_argument("--algorithm", default="Ed25519", choices=["Ed25519", "ES256"])
+    p.add_argument("--out", default="keys", help="directory for NAME.pem and NAME.pub.pem")
+    p.add_argument("--name", default="labeler")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("demo", help="label a generated image and verify it, step by step")
     p.add_argument("--out", default="demo-output")

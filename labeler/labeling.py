@@ -17,7 +17,7 @@ from .policy import LabelPolicy
 from .provenance import Provenance, sign, utc_now
 from .xmp import XmpLabel, read_label, write_label
 
-__all__ = ["label_bytes", "label_image"]
+__all__ = ["has_label", "label_bytes", "label_image"]
 
 OnExisting = Literal["error", "keep", "replace"]
 
@@ -82,11 +82,16 @@ def label_bytes(
     return fmt.write_xmp(staged, packet)
 
 
-def _already_labeled(data: bytes, on_existing: OnExisting, packet: bytes | None = None) -> bool:
-    """True if ``data`` is labelled and should be kept as is; raises for ``"error"``."""
+def has_label(data: bytes, packet: bytes | None = None) -> bool:
+    """Whether ``data`` carries an AIGC label (XMP or a fallback slot). Cheap: no digest."""
     fmt = detect(data)
     packet = fmt.read_xmp(data) if packet is None else packet
-    if not ((packet is not None and read_label(packet) is not None) or fmt.read_fallback(data)):
+    return (packet is not None and read_label(packet) is not None) or bool(fmt.read_fallback(data))
+
+
+def _already_labeled(data: bytes, on_existing: OnExisting, packet: bytes | None = None) -> bool:
+    """True if ``data`` is labelled and should be kept as is; raises for ``"error"``."""
+    if not has_label(data, packet):
         return False
     if on_existing == "error":
         raise AlreadyLabeledError(

@@ -46,6 +46,8 @@ class Provenance:
     media_format: str
     content_digest: bytes  #: SHA-256 of the content excluding the label slot
     launch_number: str | None = None
+    role: str = "producer"  #: "producer" (ReservedCode1) or "propagator" (ReservedCode2)
+    subject_id: str | None = None  #: for a propagator: the producer's ProduceID it vouches for
 
     def to_payload(self, key: PublicKey) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -66,6 +68,10 @@ class Provenance:
         }
         if self.launch_number:
             payload["ln"] = self.launch_number
+        if self.role != "producer":
+            payload["role"] = self.role
+        if self.subject_id:
+            payload["of"] = self.subject_id
         return payload
 
 
@@ -142,7 +148,7 @@ def parse_token(token: str) -> SignedProvenance:
         raise InvalidRecordError("provenance digest or key is not base64url") from None
     if algo != DIGEST_ALGORITHM or len(digest) != 32:
         raise InvalidRecordError(f"unsupported content digest {algo!r}")
-    launch = payload.get("ln")
+    launch, role, subject = payload.get("ln"), payload.get("role", "producer"), payload.get("of")
     provenance = Provenance(
         producer=_str(payload, "pc"),
         produce_id=_str(payload, "pid"),
@@ -155,6 +161,8 @@ def parse_token(token: str) -> SignedProvenance:
         media_format=_str(payload, "fmt", required=False),
         content_digest=digest,
         launch_number=launch if isinstance(launch, str) else None,
+        role=role if isinstance(role, str) else "?",
+        subject_id=subject if isinstance(subject, str) else None,
     )
     return SignedProvenance(
         provenance=provenance,

@@ -33,6 +33,7 @@ __all__ = [
     "find_text_labels",
     "label_markdown",
     "mark_text",
+    "markdown_record",
     "read_text_mark",
     "start_fragment",
     "strip_text_mark",
@@ -147,6 +148,12 @@ def _remove_front_matter_label(doc: str) -> tuple[str, str | None]:
     if not kept:
         return rest, value
     return f"---{nl}{nl.join(kept)}{nl}---{nl}" + rest, value
+
+
+def markdown_record(doc: str) -> str | None:
+    """The ``AIGC:`` front-matter value of a Markdown document (unquoted), or ``None``."""
+    raw = _remove_front_matter_label(doc)[1]
+    return None if raw is None else _unquote_yaml(raw)
 
 
 def _unquote_yaml(value: str) -> str:

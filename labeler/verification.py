@@ -10,6 +10,7 @@ mismatched or signed by an unknown key reads as ``VERIFIED``.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hmac
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class Verdict:
     key_trusted: bool | None = None
     content_intact: bool | None = None
     explicit_label: bool = False  #: a visible label was found (text); alone it means "suspected"
+    propagation: dict[str, Any] | None = None  #: the platform's ReservedCode2, checked
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -95,6 +97,7 @@ class Verdict:
             "filing_numbers": list(self.filing_numbers),
             "record": self.record.as_dict() if self.record else None,
             "problems": list(self.problems),
+            "propagation": self.propagation,
         }
         if self.signed is not None:
             p = self.signed.provenance
@@ -143,7 +146,7 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
     token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
     if xmp is not None and xmp.provenance and record.ReservedCode1 and xmp.provenance != record.ReservedCode1:
         problems.append("XMP provenance differs from ReservedCode1 (ReservedCode1 used)")
-    return judge_record(
+    verdict = judge_record(
         record,
         token,
         lambda: _digest(data),
@@ -152,6 +155,53 @@ def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
         label_source=source,
         problems=problems,
     )
+    if record.ReservedCode2:
+        verdict = dataclasses.replace(
+            verdict, propagation=check_propagation(record, lambda: _digest(data), trust)
+        )
+    return verdict
+
+
+def check_propagation(
+    record: AigcRecord, content_digest: Callable[[], bytes], trust: TrustStore | None
+) -> dict[str, Any]:
+    """The platform's ReservedCode2: who propagated, and whether its signature, fields, digest
+    and key hold. Separate from the producer's verdict: a platform vouches, it doesn't produce."""
+    out: dict[str, Any] = {"propagator": record.ContentPropagator, "propagate_id": record.PropagateID}
+    try:
+        signed = parse_token(record.ReservedCode2)
+    except InvalidRecordError as exc:
+        return {**out, "status": "unverifiable", "problem": str(exc)}
+    p = signed.provenance
+    consistent = (p.role, p.producer, p.produce_id, p.subject_id) == (
+        "propagator",
+        record.ContentPropagator,
+        record.PropagateID,
+        record.ProduceID,
+    )
+    valid = signed.signature_valid()
+    intact = valid and hmac.compare_digest(content_digest(), p.content_digest)
+    trusted = trust is not None and trust.is_trusted(signed.public_key)
+    status = (
+        "bad-signature"
+        if not valid
+        else "label-mismatch"
+        if not consistent
+        else "altered"
+        if not intact
+        else "untrusted"
+        if not trusted
+        else "verified"
+    )
+    return {
+        **out,
+        "status": status,
+        "signature_valid": valid,
+        "key_trusted": trusted,
+        "content_intact": intact,
+        "key_id": signed.public_key.key_id,
+        "created": p.created,
+    }
 
 
 def judge_record(

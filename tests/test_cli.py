@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, pixels
 
+from labeler import Status, TrustStore, verify
+from labeler.text import strip_text_mark, verify_text
 
-def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+FILES = (
+    ("jpeg", "a/photo.jpg"),
+    ("png", "a/b/pic.png"),
+    ("webp-lossy", "c.webp"),
+    ("gif-animated", "anim.gif"),
+)
+
+
+def run(
+    *args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "labeler.cli", *map(str, args)],
         cwd=cwd,
         text=True,
         capture_output=True,
         env={**os.environ, **(env or {})},
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -31,12 +46,17 @@ def setup(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         'key_file = "keys/labeler.pem"\n',
         encoding="utf-8",
     )
-    inbox = tmp_path / "in"
-    inbox.mkdir()
-    for sample, filename in (("jpeg", "jpeg.jpg"), ("png", "png.png"), ("webp-lossy", "webp.webp")):
-        (inbox / filename).write_bytes(SAMPLES[sample])
-    (inbox / "notes.txt").write_text("not an image")
+    for sample, rel in FILES:
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / rel).write_bytes(SAMPLES[sample])
+    (tmp_path / "in/answer.txt").write_text("The answer is 42.\n", encoding="utf-8")
+    (tmp_path / "in/report.md").write_text("# Report\n\nAll good.\n", encoding="utf-8")
+    (tmp_path / "in/blob.bin").write_bytes(b"\x00\x01 not an image")
     return tmp_path, {"LABELER_CONFIG": str(tmp_path / "labeler.toml")}
+
+
+def _trust(root: Path) -> TrustStore:
+    return TrustStore.from_paths([root / "keys/labeler.pub.pem"])
 
 
 def test_keygen_writes_private_key_with_mode_600(tmp_path: Path) -> None:
@@ -48,43 +68,148 @@ def test_keygen_writes_private_key_with_mode_600(tmp_path: Path) -> None:
     assert again.returncode == 2 and "--force" in again.stderr
 
 
-def test_apply_then_verify_round_trip(setup: tuple[Path, dict[str, str]]) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_apply_tree_then_verify(setup: tuple[Path, dict[str, str]], jobs: str) -> None:
     root, env = setup
-    result = run("apply", "in", "--out", "out", cwd=root, env=env)
-    assert result.returncode == 1  # notes.txt failed, the rest labelled
-    assert "3 labeled, 0 skipped, 1 failed" in result.stdout
-    assert "unsupported content" in result.stdout
-    for name in ("jpeg.jpg", "png.png", "webp.webp"):
-        assert pixels((root / "out" / name).read_bytes()) == pixels((root / "in" / name).read_bytes())
+    result = run("apply", "in", "--out", "out", "--jobs", jobs, cwd=root, env=env)
+    assert result.returncode == 1  # blob.bin failed, the rest labelled
+    assert result.stdout.strip().endswith("6 labeled, 0 skipped (already labeled), 1 failed")
+    assert "blob.bin" in result.stderr and "unsupported content" in result.stderr
+    assert "Traceback" not in result.stderr
+    trust = _trust(root)
+    for sample, rel in FILES:
+        out = (root / "out" / rel).read_bytes()
+        assert verify(out, trust).status is Status.VERIFIED
+        assert pixels(out) != pixels(SAMPLES[sample])  # the visible label is drawn
+    assert verify_text((root / "out/answer.txt").read_text("utf-8"), trust).ok
+    assert verify_text((root / "out/report.md").read_text("utf-8"), trust).ok
+    answer = (root / "out/answer.txt").read_text("utf-8")
+    assert strip_text_mark(answer) == "【AI生成】The answer is 42.\n"  # the mark itself is invisible
 
-    verified = run("verify", "--trust", "keys/labeler.pub.pem", "--json", "out", cwd=root)
-    assert verified.returncode == 0
-    report = json.loads(verified.stdout)
-    assert [r["status"] for r in report] == ["verified"] * 3
-    assert report[0]["filing_numbers"] == ["Beijing-YunQue-20230821"]
-
-    untrusted = run("verify", "out", "--require", "verified", cwd=root)
-    assert untrusted.returncode == 1 and "untrusted" in untrusted.stdout
+    table = run("verify", "--trust", "keys/labeler.pub.pem", "out", cwd=root)
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["FILE", "STATUS", "NOTICE", "SIGNATURE"]
+    assert sum("verified" in line for line in lines) == 6
+    report = json.loads(
+        run("verify", "--trust", "keys/labeler.pub.pem", "--json", "out/c.webp", cwd=root).stdout
+    )
+    assert report[0]["status"] == "verified" and report[0]["filing_numbers"] == ["Beijing-YunQue-20230821"]
+    assert (
+        run("verify", "out", "--require", "verified", cwd=root).returncode == 1
+    )  # untrusted without --trust
     assert run("verify", "out", "--require", "untrusted", cwd=root).returncode == 0
 
 
-def test_apply_in_place_is_idempotent(setup: tuple[Path, dict[str, str]]) -> None:
+def test_no_visible_keeps_pixels(setup: tuple[Path, dict[str, str]]) -> None:
     root, env = setup
-    first = run("apply", "in/jpeg.jpg", "in/png.png", "--in-place", cwd=root, env=env)
-    assert "2 labeled" in first.stdout
-    labeled = (root / "in/jpeg.jpg").read_bytes()
-    second = run("apply", "in/jpeg.jpg", "in/png.png", "--in-place", cwd=root, env=env)
-    assert "0 labeled, 2 skipped" in second.stdout and second.returncode == 0
-    assert (root / "in/jpeg.jpg").read_bytes() == labeled
-    assert not [p for p in (root / "in").iterdir() if p.name.endswith(".tmp")]
+    run("apply", "in/a", "--out", "out", "--no-visible", cwd=root, env=env)
+    assert pixels((root / "out/photo.jpg").read_bytes()) == pixels(SAMPLES["jpeg"])
+
+
+def test_in_place_is_idempotent_and_leaves_no_temp_files(setup: tuple[Path, dict[str, str]]) -> None:
+    root, env = setup
+    first = run("apply", "in", "--in-place", cwd=root, env=env)
+    assert "6 labeled" in first.stdout
+    snapshot = {p: p.read_bytes() for p in (root / "in").rglob("*") if p.is_file()}
+    second = run("apply", "in", "--in-place", cwd=root, env=env)
+    assert "0 labeled, 6 skipped" in second.stdout
+    assert {p: p.read_bytes() for p in (root / "in").rglob("*") if p.is_file()} == snapshot
+    assert not [p for p in (root / "in").rglob("*") if "labeler-tmp" in p.name]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_then_resume(tmp_path: Path) -> None:
+    """Kill the batch hard at several points; every file ends up original or labelled, once."""
+    assert run("keygen", "--out", "keys", cwd=tmp_path).returncode == 0
+    env = {"LABELER_PROVIDER_NAME": "ExampleAI", "LABELER_KEY_FILE": str(tmp_path / "keys/labeler.pem")}
+    from conftest import encode, make_image
+
+    big = encode(make_image((256, 256), seed=7), "PNG")
+    files = tmp_path / "batch"
+    files.mkdir()
+    for i in range(120):
+        (files / f"{i:03d}.png").write_bytes(big)
+    for delay in (0.6, 0.9, 1.2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "labeler.cli", "apply", str(files), "--in-place", "--jobs", "2"],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for path in files.iterdir():
+            if path.suffix == ".png":
+                data = path.read_bytes()
+                assert data == big or verify(data).status is Status.UNTRUSTED, path
+    resumed = run("apply", str(files), "--in-place", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0 and " 0 failed" in resumed.stdout
+    trust = TrustStore.from_paths([tmp_path / "keys/labeler.pub.pem"])
+    for path in files.iterdir():
+        data = path.read_bytes()
+        assert verify(data, trust).status is Status.VERIFIED
+        assert data.count(b"<TC260:AIGC>") == 1
+    assert sorted(p.name for p in files.iterdir()) == [f"{i:03d}.png" for i in range(120)]  # debris removed
+
+
+def test_propagate(setup: tuple[Path, dict[str, str]]) -> None:
+    root, env = setup
+    run("apply", "in/c.webp", "--out", "out", cwd=root, env=env)
+    result = run(
+        "propagate", "out/c.webp", "--as", "001191440300708461136T20000", "--in-place", cwd=root, env=env
+    )
+    assert result.returncode == 0 and "show notice: confirmed" in result.stdout
+    verdict = verify((root / "out/c.webp").read_bytes(), _trust(root))
+    assert verdict.status is Status.VERIFIED and verdict.propagation is not None
+    assert verdict.record is not None and verdict.record.ContentPropagator == "001191440300708461136T20000"
+    unlabeled = run(
+        "propagate", "in/a/photo.jpg", "--as", "001191440300708461136T20000", "--out", "p", cwd=root, env=env
+    )
+    assert unlabeled.returncode == 1 and "declared" in unlabeled.stderr
+    declared = run(
+        "propagate",
+        "in/a/photo.jpg",
+        "--as",
+        "001191440300708461136T20000",
+        "--out",
+        "p",
+        "--declared",
+        cwd=root,
+        env=env,
+    )
+    assert "show notice: possible" in declared.stdout
 
 
 def test_inspect_shows_record_and_verdict(setup: tuple[Path, dict[str, str]]) -> None:
     root, env = setup
-    run("apply", "in/png.png", "--out", "out", cwd=root, env=env)
-    info = json.loads(run("inspect", "out/png.png", cwd=root).stdout)
+    run("apply", "in/a/b/pic.png", "--out", "out", cwd=root, env=env)
+    info = json.loads(run("inspect", "out/pic.png", cwd=root).stdout)
     assert info["format"] == "png" and info["verdict"]["record"]["ContentProducer"] == "ExampleAI"
     assert info["xmp"]["provider"] == "ExampleAI"
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
+def test_exiftool_reads_cli_output(setup: tuple[Path, dict[str, str]]) -> None:
+    root, env = setup
+    run("apply", "in", "--out", "out", cwd=root, env=env)
+    images = [root / "out" / rel for _, rel in FILES]
+    report = json.loads(
+        subprocess.run(
+            ["exiftool", "-j", "-G1", "-XMP-TC260:all", "-XMP-iptcExt:all", *map(str, images)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert len(report) == 4
+    for info in report:
+        assert json.loads(info["XMP-TC260:Aigc"])["AIGC"]["ContentProducer"] == "ExampleAI"
+        assert info["XMP-iptcExt:DigitalSourceType"].endswith("trainedAlgorithmicMedia")
 
 
 def test_bad_config_is_a_clean_error_without_traceback(tmp_path: Path) -> None:
@@ -94,6 +219,12 @@ def test_bad_config_is_a_clean_error_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "filing number 'nope'" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "a.png").read_bytes() == SAMPLES["png"]
+
+
+def test_progress_bar_when_asked(setup: tuple[Path, dict[str, str]]) -> None:
+    root, env = setup
+    result = run("apply", "in/a", "--out", "out", "--progress", "--jobs", "1", cwd=root, env=env)
+    assert "2/2" in result.stderr and "file" in result.stderr
 
 
 def test_demo_runs_and_verifies(tmp_path: Path) -> None:

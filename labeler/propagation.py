@@ -1,0 +1,80 @@
+"""The platform's role (Measures Art. 6): add propagator fields to content it distributes.
+
+A platform fills ``ContentPropagator`` / ``PropagateID`` and signs ``ReservedCode2`` over the
+same label-excluding digest. The producer's signed fields (Label, ContentProducer, ProduceID)
+and ``ReservedCode1`` are left exactly as they were, so the producer's signature still verifies.
+Content without a label gets one only on the platform's word: Label 2 ("possibly", the uploader
+declared it) or 3 ("suspected", traces were detected).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .aigc import AigcRecord, Label, new_produce_id
+from .errors import LabelerError
+from .formats import detect
+from .policy import LabelPolicy
+from .provenance import Provenance, sign, utc_now
+from .xmp import XmpLabel, read_label, write_label
+
+__all__ = ["NoLabelError", "propagate_bytes"]
+
+UNKNOWN_PRODUCER = "unknown"
+
+
+class NoLabelError(LabelerError):
+    """The content has no AIGC label and the platform did not say what it knows."""
+
+
+def propagate_bytes(
+    data: bytes, policy: LabelPolicy, *, declared: Label | str | None = None, propagate_id: str | None = None
+) -> bytes:
+    """``data`` with this platform's propagator fields and a signed ``ReservedCode2``.
+
+    ``declared``: for unlabelled content, ``Label.POSSIBLY`` (the uploader declared it AI) or
+    ``Label.SUSPECTED`` (traces were found). Labelled content keeps its producer's Label.
+    """
+    fmt = detect(data)
+    staged = fmt.stage(data)
+    packet = fmt.read_xmp(staged)
+    existing = read_label(packet) if packet is not None else None
+    fallback = fmt.read_fallback(staged) if existing is None else None
+    propagate_id = propagate_id or new_produce_id()
+    if existing is not None or fallback is not None:
+        record = AigcRecord.from_json(existing.aigc if existing is not None else fallback or "")
+        xmp = existing or XmpLabel(aigc="")
+    elif declared is None:
+        raise NoLabelError(
+            "no AIGC label: say what the platform knows (declared: Label 2, suspected: Label 3)"
+        )
+    else:
+        label = Label(declared)
+        if label is Label.GENERATED:
+            raise NoLabelError("a platform can't confirm AI generation without the producer's label")
+        record = AigcRecord(label, UNKNOWN_PRODUCER, UNKNOWN_PRODUCER)
+        xmp = XmpLabel(aigc="", digital_source_type=None)
+    token = ""
+    if policy.signing_key is not None:
+        token = sign(
+            Provenance(
+                producer=policy.producer,
+                produce_id=propagate_id,
+                label=record.Label.value,
+                provider=policy.provider_name,
+                system=policy.system_name,
+                system_version=policy.system_version,
+                created=utc_now(),
+                filing_numbers=policy.filing_numbers,
+                media_format=fmt.name,
+                content_digest=fmt.content_digest(staged),
+                role="propagator",
+                subject_id=record.ProduceID,
+            ),
+            policy.signing_key,
+        )
+    record = record.with_fields(
+        ContentPropagator=policy.producer, PropagateID=propagate_id, ReservedCode2=token
+    )
+    new_packet = write_label(dataclasses.replace(xmp, aigc=record.to_json()), existing=packet)
+    return fmt.write_xmp(staged, new_packet)
