@@ -17,10 +17,13 @@ from .errors import (
     SigningKeyError,
     UnsupportedFormatError,
 )
-from .labeling import label_bytes
+from .labeling import has_label, label_bytes, label_image
 from .policy import LabelPolicy
+from .propagation import NoLabelError, propagate_bytes
 from .signing import PublicKey, SigningKey, TrustStore
+from .text import add_text_label, label_markdown, mark_text, verify_text
 from .verification import Status, Verdict, verify
+from .visible import Placement, VisibleStyle
 
 __all__ = [
     "AigcRecord",
