@@ -169,10 +169,56 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo.walkthrough import run as walkthrough
+def _serve_policy(args: argparse.Namespace) -> LabelPolicy:
+    if args.config or os.environ.get("LABELER_CONFIG") or os.environ.get("LABELER_PROVIDER_NAME"):
+        return LabelPolicy.load(args.config)
+    from .demo import demo_policy
 
-    return walkthrough(Path(args.out))
+    return demo_policy()
+
+
+def _serve(app: object, host: str, port: int, banner: str) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise LabelerError("serving needs uvicorn: pip install 'aigc-labeler[server]'") from None
+    print(banner, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.walkthrough:
+        from .demo.walkthrough import run as walkthrough
+
+        return walkthrough(Path(args.out))
+    from .demo.server import labeled_app
+
+    policy = _serve_policy(args)
+    app = labeled_app(policy, text_position=args.text_position)
+    key = policy.signing_key.key_id if policy.signing_key else "none (unsigned)"
+    banner = (
+        f"labeler demo: chat page http://{args.host}:{args.port}/  "
+        f"OpenAI-compatible API http://{args.host}:{args.port}/v1  (signing key {key}; Ctrl-C stops)"
+    )
+    return _serve(app, args.host, args.port, banner)
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from .middleware import LabelingMiddleware
+    from .proxy import ProxyApp
+
+    policy = LabelPolicy.load(args.config)
+    app = LabelingMiddleware(
+        ProxyApp(args.upstream, timeout=args.timeout),
+        policy=policy,
+        text_position=args.text_position,
+        fail_mode=args.fail_mode,
+    )
+    banner = (
+        f"labeler proxy: http://{args.host}:{args.port} -> {args.upstream} (labels by {policy.provider_name})"
+    )
+    return _serve(app, args.host, args.port, banner)
 
 
 # -- parser ------------------------------------------------------------------------------------------
@@ -247,9 +293,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_keygen)
 
-    p = sub.add_parser("demo", help="label a generated image and verify it, step by step")
-    p.add_argument("--out", default="demo-output")
+    p = sub.add_parser("demo", help="run the demo chat server (a demo model wrapped in the middleware)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--text-position", choices=["start", "end", "both"], default="start")
+    p.add_argument(
+        "--walkthrough", action="store_true", help="instead: label, verify and tamper with one image"
+    )
+    p.add_argument("--out", default="demo-output", help="where --walkthrough writes its files")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("proxy", help="label the answers of any OpenAI-compatible server")
+    p.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:11434 (Ollama), http://vllm:8000")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--timeout", type=float, default=300.0, help="upstream read timeout, seconds")
+    p.add_argument("--text-position", choices=["start", "end", "both"], default="start")
+    p.add_argument("--fail-mode", choices=["closed", "open"], default="closed")
+    p.set_defaults(func=cmd_proxy)
     return parser
 
 

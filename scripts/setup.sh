@@ -11,9 +11,16 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-if ! command -v exiftool >/dev/null 2>&1; then
-  echo "setup: installing exiftool (libimage-exiftool-perl)"
-  apt_install libimage-exiftool-perl
+# exiftool: an independent reader of our labels; chromium + its driver: the demo's browser test.
+missing=()
+command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+if [ "${LABELER_SKIP_BROWSER:-0}" != 1 ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (Debian)"
+  apt_install "${missing[@]}"
 fi
 
 PYTHON="${PYTHON:-python3}"

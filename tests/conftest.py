@@ -49,6 +49,11 @@ def pixels(data: bytes) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
 def key() -> SigningKey:
     return SigningKey.generate()
 

@@ -228,6 +228,6 @@ def test_progress_bar_when_asked(setup: tuple[Path, dict[str, str]]) -> None:
 
 
 def test_demo_runs_and_verifies(tmp_path: Path) -> None:
-    result = run("demo", "--out", "d", cwd=tmp_path)
+    result = run("demo", "--walkthrough", "--out", "d", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "verify: verified" in result.stdout and "changed: altered" in result.stdout

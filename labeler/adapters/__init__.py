@@ -1,0 +1,1 @@
+"""Response shapes the middleware understands: one module per API."""

@@ -1,0 +1,432 @@
+"""``LabelingMiddleware``: pure ASGI middleware that labels what an AI app sends.
+
+    app.add_middleware(LabelingMiddleware, policy=LabelPolicy.load())
+
+Per-request state lives in a responder created for each request (as Starlette's
+GZipMiddleware does); the middleware object itself holds only configuration and counters.
+
+* JSON (OpenAI chat / Responses, Anthropic Messages, OpenAI Images): the body is buffered up to
+  ``max_body_size``, labelled, re-serialised, and sent with a fixed Content-Length.
+* SSE (``text/event-stream``): headers go out at once; every upstream event is forwarded the
+  moment it is complete, label events are inserted at the start and/or end, unknown events pass
+  untouched, ``[DONE]`` stays last. The signed record binding the streamed text travels as a
+  trailing SSE *comment*, which every conforming client ignores.
+* Images (``image/png|jpeg|webp|gif``): visible + implicit label + signature.
+* Labelled responses carry ``AI-Generated: true``, ``AIGC`` (the GB record), ``AIGC-Filing-Number``
+  and ``AIGC-Label`` (non-ASCII percent-encoded). ``GET /.well-known/aigc-label`` tells a UI what
+  to show persistently.
+* On a labelling failure: ``fail_mode="closed"`` answers a clean 500 JSON error,
+  ``"open"`` passes the original through (logged and counted). The host app never sees our
+  exceptions, and a body is never sent half-labelled.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import quote
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .adapters import anthropic, images, openai_chat, openai_responses
+from .adapters.base import Labels, StreamAdapter
+from .aigc import AigcRecord, new_produce_id
+from .errors import InvalidRecordError
+from .formats import detect
+from .policy import LabelPolicy
+from .provenance import Provenance, sign, utc_now
+from .signing import TrustStore
+from .sse import Event, SSEParser, format_comment
+from .text import Position
+from .verification import Verdict, judge_record
+from .xmp import read_label
+
+__all__ = ["LabelingMiddleware", "verify_response", "verify_stream"]
+
+logger = logging.getLogger("labeler.middleware")
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
+STREAM_ADAPTERS: tuple[type[StreamAdapter], ...] = (
+    openai_chat.ChatStream,
+    openai_responses.ResponsesStream,
+    anthropic.AnthropicStream,
+)
+TEXT_JSON_ADAPTERS = (openai_chat.label_json, openai_responses.label_json, anthropic.label_json)
+COMMENT_PREFIX = "AIGC "
+
+
+class LabelingMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: LabelPolicy,
+        *,
+        text_position: Position = "start",
+        visible_images: bool = True,
+        include_paths: Sequence[str] | None = None,
+        exclude_paths: Sequence[str] = (),
+        fail_mode: Literal["closed", "open"] = "closed",
+        max_body_size: int = 32 * 1024 * 1024,
+        info_path: str | None = "/.well-known/aigc-label",
+        add_headers: bool = True,
+    ) -> None:
+        if fail_mode not in ("closed", "open"):
+            raise ValueError("fail_mode must be 'closed' or 'open'")
+        self.app = app
+        self.policy = policy
+        self.text_position = text_position
+        self.visible_images = visible_images
+        self.include_paths = tuple(include_paths) if include_paths is not None else None
+        self.exclude_paths = tuple(exclude_paths)
+        self.fail_mode = fail_mode
+        self.max_body_size = max_body_size
+        self.info_path = info_path
+        self.add_headers = add_headers
+        #: labeled, passed, fail_open, fail_closed, too_large, unlabeled_urls, event_errors
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._info = json.dumps(self.label_info(), ensure_ascii=False).encode("utf-8")
+
+    def label_info(self) -> dict[str, Any]:
+        """What an interactive UI must show persistently near the content (Measures, GB 45438)."""
+        p = self.policy
+        return {
+            "ai_generated": True,
+            "label": p.label_text,
+            "label_zh": p.label_text_zh,
+            "label_en": p.label_text_en,
+            "provider": p.provider_name,
+            "system": p.system_name,
+            "system_version": p.system_version,
+            "filing_numbers": list(p.filing_numbers),
+            "launch_number": p.launch_number,
+        }
+
+    def applies_to(self, path: str) -> bool:
+        if any(path.startswith(prefix) for prefix in self.exclude_paths):
+            return False
+        return self.include_paths is None or any(path.startswith(prefix) for prefix in self.include_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # websocket, lifespan: untouched
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if self.info_path and path == self.info_path and scope.get("method") in ("GET", "HEAD"):
+            await self._send_info(scope, send)
+            return
+        if not self.applies_to(path):
+            await self.app(scope, receive, send)
+            return
+        await _Responder(self)(scope, receive, send)
+
+    async def _send_info(self, scope: Scope, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(self._info)).encode()),
+            (b"cache-control", b"max-age=60"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else self._info}
+        )
+
+    # -- what labelled responses carry ------------------------------------------------------------
+
+    def record_for(self, digest: bytes, media_format: str) -> AigcRecord:
+        """A GB record for a response whose ReservedCode1 (given a key) signs ``digest``."""
+        produce_id = new_produce_id()
+        token = ""
+        key = self.policy.signing_key
+        if key is not None:
+            p = self.policy
+            token = sign(
+                Provenance(
+                    producer=p.producer,
+                    produce_id=produce_id,
+                    label="1",
+                    provider=p.provider_name,
+                    system=p.system_name,
+                    system_version=p.system_version,
+                    created=utc_now(),
+                    filing_numbers=p.filing_numbers,
+                    media_format=media_format,
+                    content_digest=digest,
+                    launch_number=p.launch_number,
+                ),
+                key,
+            )
+        return AigcRecord.first_write(self.policy.producer, produce_id, token)
+
+    def label_headers(self, record_json: str | None) -> list[tuple[bytes, bytes]]:
+        if not self.add_headers:
+            return []
+        headers = [(b"ai-generated", b"true"), (b"aigc-label", quote(self.policy.label_text).encode())]
+        if record_json:
+            headers.append((b"aigc", record_json.encode("ascii")))
+        if self.policy.filing_numbers:
+            value = ", ".join(quote(n, safe="-") for n in self.policy.filing_numbers)
+            headers.append((b"aigc-filing-number", value.encode("ascii")))
+        return headers
+
+
+def _error_body(message: str) -> bytes:
+    return json.dumps(
+        {"error": {"message": message, "type": "labeling_error", "code": "aigc_label_failed"}}
+    ).encode()
+
+
+class _Responder:
+    """One request's state: which mode the response is in, what is buffered, the stream adapter."""
+
+    def __init__(self, mw: LabelingMiddleware) -> None:
+        self.mw = mw
+        self.send: Send = _unset_send
+        self.start: Message = {}
+        self.mode: Literal["pass", "json", "image", "sse", "discard"] = "pass"
+        self.buffer: list[bytes] = []
+        self.size = 0
+        self.parser = SSEParser()
+        self.adapter: StreamAdapter | None = None
+        self.finished = False
+        self.newline = b"\n"  #: the stream's line ending, from the last event seen
+        self.labels = Labels(mw.policy, mw.text_position)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.send = send
+        await self.mw.app(scope, receive, self.on_send)
+
+    async def on_send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.start = message
+            self.mode = self._mode(message)
+            if self.mode == "sse":
+                headers = MutableHeaders(raw=list(message["headers"]))
+                del headers["content-length"]
+                for name, value in self.mw.label_headers(None):
+                    headers.append(name.decode(), value.decode())
+                headers["aigc-provenance"] = "sse-comment"
+                await self.send({**message, "headers": headers.raw})
+            elif self.mode == "pass":
+                await self.send(message)
+            return
+        if kind != "http.response.body":
+            if self.mode != "discard":
+                await self.send(message)
+            return
+        if self.mode == "pass":
+            await self.send(message)
+        elif self.mode == "sse":
+            await self._stream(message)
+        elif self.mode in ("json", "image"):
+            await self._buffered(message)
+        # "discard": a fail-closed error was already sent; the app's remaining body is dropped
+
+    def _mode(self, start: Message) -> Literal["pass", "json", "image", "sse"]:
+        status = start.get("status", 200)
+        if not 200 <= status < 300 or status in (204, 205):
+            return "pass"
+        headers = Headers(raw=start["headers"])
+        if headers.get("content-encoding", "identity").lower() != "identity":
+            self.mw.stats["passed_encoded"] += 1
+            logger.warning(
+                "response is %s-encoded; put LabelingMiddleware inside compression middleware",
+                headers["content-encoding"],
+            )
+            return "pass"
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "text/event-stream":
+            return "sse"
+        if ctype == "application/json" or ctype.endswith("+json"):
+            return "json"
+        if ctype in IMAGE_TYPES:
+            return "image"
+        return "pass"
+
+    # -- buffered bodies (JSON, images) -------------------------------------------------------------
+
+    async def _buffered(self, message: Message) -> None:
+        body: bytes = message.get("body", b"")
+        self.size += len(body)
+        if self.size > self.mw.max_body_size:
+            self.mw.stats["too_large"] += 1
+            await self._fail(f"response body exceeds {self.mw.max_body_size} bytes", message)
+            return
+        self.buffer.append(body)
+        if message.get("more_body", False):
+            return
+        raw = b"".join(self.buffer)
+        self.buffer = []
+        try:
+            labelled = self._label_json(raw) if self.mode == "json" else self._label_image(raw)
+        except Exception as exc:
+            await self._fail(f"{type(exc).__name__}: {exc}", None, raw)
+            return
+        if labelled is None:  # not a shape we label: untouched
+            self.mw.stats["passed"] += 1
+            await self.send(self.start)
+            await self.send({"type": "http.response.body", "body": raw})
+            return
+        new_body, extra = labelled
+        headers = MutableHeaders(raw=list(self.start["headers"]))
+        headers["content-length"] = str(len(new_body))
+        for name, value in extra:
+            headers.append(name.decode(), value.decode())
+        self.mw.stats["labeled"] += 1
+        await self.send({**self.start, "headers": headers.raw})
+        await self.send({"type": "http.response.body", "body": new_body})
+
+    def _label_json(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+        obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            return None
+        extra: list[tuple[bytes, bytes]] = []
+        if not any(adapter(obj, self.labels) for adapter in TEXT_JSON_ADAPTERS):
+            recognised, unlabeled = images.label_json(obj, self.mw.policy, self.mw.visible_images)
+            if not recognised:
+                return None
+            if unlabeled:
+                self.mw.stats["unlabeled_urls"] += unlabeled
+                extra.append((b"aigc-unlabeled-urls", str(unlabeled).encode()))
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        record = self.mw.record_for(hashlib.sha256(body).digest(), "json")
+        return body, self.mw.label_headers(record.to_json()) + extra
+
+    def _label_image(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        from .labeling import label_image
+
+        out = label_image(raw, self.mw.policy, visible=self.mw.visible_images, on_existing="keep")
+        packet = detect(out).read_xmp(out)
+        label = read_label(packet) if packet else None
+        return out, self.mw.label_headers(label.aigc if label else None)
+
+    async def _fail(self, reason: str, message: Message | None, raw: bytes | None = None) -> None:
+        logger.warning("labeling failed (%s mode): %s", self.mw.fail_mode, reason)
+        if self.mw.fail_mode == "open":
+            self.mw.stats["fail_open"] += 1
+            await self.send(self.start)
+            body = b"".join(self.buffer) + (raw or b"") + (message.get("body", b"") if message else b"")
+            self.buffer = []
+            more = bool(message and message.get("more_body", False))
+            await self.send({"type": "http.response.body", "body": body, "more_body": more})
+            self.mode = "pass" if more else "discard"
+            return
+        self.mw.stats["fail_closed"] += 1
+        body = _error_body(f"the response could not be labelled as AI-generated: {reason}"[:500])
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await self.send({"type": "http.response.body", "body": body})
+        self.buffer = []
+        self.mode = "discard"
+
+    # -- streams ---------------------------------------------------------------------------------------
+
+    async def _stream(self, message: Message) -> None:
+        more = message.get("more_body", False)
+        out: list[bytes] = []
+        try:
+            events = self.parser.feed(message.get("body", b""))
+        except InvalidRecordError:
+            events = []
+        except Exception as exc:
+            logger.warning("SSE stream no longer labelled: %s", exc)
+            self.mw.stats["event_errors"] += 1
+            out.append(self.parser.flush())
+            self.mode = "pass"
+            events = []
+        for event in events:
+            out += self._rewrite(event)
+        if not more:
+            tail = self.parser.flush()
+            out += self._finish()
+            out.append(tail)
+        payload = b"".join(out)
+        if payload or not more:
+            await self.send({"type": "http.response.body", "body": payload, "more_body": more})
+
+    def _rewrite(self, event: Event) -> list[bytes]:
+        self.newline = event.newline
+        if event.data == "[DONE]":
+            return [*self._finish(), event.raw]
+        try:
+            if self.adapter is not None:
+                result = self.adapter.on_event(event)
+                return result if result is not None else [event.raw]
+            for adapter_type in STREAM_ADAPTERS:
+                candidate = adapter_type(self.labels)
+                result = candidate.on_event(event)
+                if result is not None:
+                    self.adapter = candidate
+                    self.mw.stats["labeled"] += 1
+                    return result
+        except Exception as exc:
+            logger.warning("SSE event passed through unlabelled: %s", exc)
+            self.mw.stats["event_errors"] += 1
+        return [event.raw]
+
+    def _finish(self) -> list[bytes]:
+        if self.finished or self.adapter is None:
+            return []
+        self.finished = True
+        out = self.adapter.finish()
+        if self.adapter.saw_text and self.mw.policy.signing_key is not None:
+            record = self.mw.record_for(self.adapter.digest.digest(), "text")
+            out.append(format_comment(COMMENT_PREFIX + record.to_json(), self.newline))
+        return out
+
+
+async def _unset_send(message: Message) -> None:  # pragma: no cover - replaced before use
+    raise RuntimeError("responder used before it was called")
+
+
+# -- checking what the middleware produced ----------------------------------------------------------
+
+
+def verify_response(headers: Mapping[str, str], body: bytes, trust: TrustStore | None = None) -> Verdict:
+    """Verdict on a non-streamed labelled response: the ``AIGC`` header against the body."""
+    value = next((v for k, v in headers.items() if k.lower() == "aigc"), "")
+    record = AigcRecord.from_json(value)
+    return judge_record(
+        record,
+        record.ReservedCode1,
+        lambda: hashlib.sha256(body).digest(),
+        trust,
+        media_format="json",
+        label_source="http-header",
+    )
+
+
+def verify_stream(text: str, raw_stream: bytes, trust: TrustStore | None = None) -> Verdict:
+    """Verdict on a labelled stream: the trailing ``: AIGC`` comment against the assembled text."""
+    comment = next(
+        (
+            line
+            for line in raw_stream.decode("utf-8", "replace").splitlines()
+            if line.startswith(": " + COMMENT_PREFIX)
+        ),
+        None,
+    )
+    if comment is None:
+        raise InvalidRecordError("no AIGC comment in the stream")
+    record = AigcRecord.from_json(comment[len(": " + COMMENT_PREFIX) :])
+    return judge_record(
+        record,
+        record.ReservedCode1,
+        lambda: hashlib.sha256(text.encode("utf-8")).digest(),
+        trust,
+        media_format="text",
+        label_source="sse-comment",
+    )

@@ -1,0 +1,76 @@
+"""A real browser (Debian's headless Chromium) uses the demo chat page like a person would."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from servers import serve
+
+from labeler import LabelPolicy
+from labeler.demo.server import labeled_app
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.interop,
+    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian chromium + chromium-driver not installed"),
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+def test_chat_page_streams_answers_and_shows_the_persistent_label(policy: LabelPolicy) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=900,900",
+    ):
+        options.add_argument(flag)
+    with serve(labeled_app(policy, token_delay=0.02)) as url:
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+        try:
+            wait = WebDriverWait(driver, 20)
+            driver.get(url + "/")
+            wait.until(lambda d: d.find_element(By.ID, "filing-number").text not in ("", "…"))
+            banner = driver.find_element(By.ID, "ai-label")
+            assert banner.is_displayed()
+            assert "AI生成" in banner.text and "Beijing-YunQue-20230821" in banner.text
+
+            driver.find_element(By.ID, "prompt").send_keys("你好，请介绍一下你自己")
+            driver.find_element(By.ID, "send").click()
+            wait.until(
+                lambda d: (
+                    d.find_elements(By.CSS_SELECTOR, ".assistant[data-state='streaming']")
+                    or d.find_elements(By.CSS_SELECTOR, ".assistant[data-state='done']")
+                )
+            )
+            partial = driver.find_element(By.CSS_SELECTOR, ".assistant").text
+            answer = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".assistant[data-state='done']"))[
+                0
+            ].text
+            assert answer.startswith("【AI生成】") and answer.count("【AI生成】") == 1
+            assert len(partial) < len(answer)  # seen while still streaming
+            assert banner.is_displayed()  # the label stays on screen with the answer
+
+            driver.find_element(By.ID, "prompt").send_keys("a red kite")
+            driver.find_element(By.ID, "image").click()
+            image = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".assistant img"))[0]
+            wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) == 512)
+            ARTIFACTS.mkdir(exist_ok=True)
+            driver.save_screenshot(str(ARTIFACTS / "demo-chat.png"))
+        finally:
+            driver.quit()
