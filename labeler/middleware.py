@@ -90,6 +90,7 @@ class LabelingMiddleware:
         #: labeled, passed, fail_open, fail_closed, too_large, unlabeled_urls, event_errors
         self.stats: collections.Counter[str] = collections.Counter()
         self._info = json.dumps(self.label_info(), ensure_ascii=False).encode("utf-8")
+        self._static_headers = self._constant_headers()
 
     def label_info(self) -> dict[str, Any]:
         """What an interactive UI must show persistently near the content (Measures, GB 45438)."""
@@ -162,15 +163,20 @@ class LabelingMiddleware:
             )
         return AigcRecord.first_write(self.policy.producer, produce_id, token)
 
-    def label_headers(self, record_json: str | None) -> list[tuple[bytes, bytes]]:
-        if not self.add_headers:
-            return []
+    def _constant_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers that are the same on every labelled response (computed once)."""
         headers = [(b"ai-generated", b"true"), (b"aigc-label", quote(self.policy.label_text).encode())]
-        if record_json:
-            headers.append((b"aigc", record_json.encode("ascii")))
         if self.policy.filing_numbers:
             value = ", ".join(quote(n, safe="-") for n in self.policy.filing_numbers)
             headers.append((b"aigc-filing-number", value.encode("ascii")))
+        return headers
+
+    def label_headers(self, record_json: str | None) -> list[tuple[bytes, bytes]]:
+        if not self.add_headers:
+            return []
+        headers = list(self._static_headers)
+        if record_json:
+            headers.append((b"aigc", record_json.encode("ascii")))
         return headers
 
 
