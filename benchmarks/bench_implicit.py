@@ -29,13 +29,7 @@ from pathlib import Path
 from PIL import Image
 
 from labeler import LabelPolicy, SigningKey, label_bytes
-
-EXIFTOOL_CONFIG = """%Image::ExifTool::UserDefined = ('Image::ExifTool::XMP::Main' => { TC260 => {
-  SubDirectory => { TagTable => 'Image::ExifTool::UserDefined::TC260' } } });
-%Image::ExifTool::UserDefined::TC260 = ( GROUPS => { 0 => 'XMP', 1 => 'XMP-TC260', 2 => 'Image' },
-  NAMESPACE => { 'TC260' => 'http://www.tc260.org.cn/ns/AIGC/1.0/' }, WRITABLE => 'string', AIGC => { } );
-1;
-"""
+from labeler.xmp import EXIFTOOL_CONFIG
 
 
 def sample_images() -> dict[str, bytes]:

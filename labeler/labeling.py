@@ -14,7 +14,7 @@ from .aigc import AigcRecord, Label, new_produce_id
 from .errors import AlreadyLabeledError
 from .formats import detect
 from .policy import LabelPolicy
-from .provenance import Provenance, sign, utc_now
+from .provenance import sign_for, utc_now
 from .xmp import XmpLabel, read_label, write_label
 
 __all__ = ["has_label", "label_bytes", "label_image"]
@@ -46,25 +46,15 @@ def label_bytes(
     label = Label(label)
     produce_id = produce_id or new_produce_id()
     staged = fmt.stage(data)  # from here on, adding the slot changes nothing that is digested
-    token = ""
     when = created.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else utc_now()
-    if policy.signing_key is not None:
-        token = sign(
-            Provenance(
-                producer=policy.producer,
-                produce_id=produce_id,
-                label=label.value,
-                provider=policy.provider_name,
-                system=policy.system_name,
-                system_version=policy.system_version,
-                created=when,
-                filing_numbers=policy.filing_numbers,
-                media_format=fmt.name,
-                content_digest=fmt.content_digest(staged),
-                launch_number=policy.launch_number,
-            ),
-            policy.signing_key,
-        )
+    token = sign_for(
+        policy,
+        produce_id=produce_id,
+        media_format=fmt.name,
+        label=label.value,
+        created=when,
+        content_digest=fmt.content_digest(staged) if policy.signing_key else b"",
+    )
     record = AigcRecord.first_write(policy.producer, produce_id, token, label)
     packet = write_label(
         XmpLabel(

@@ -39,7 +39,7 @@ from .aigc import AigcRecord, new_produce_id
 from .errors import InvalidRecordError
 from .formats import detect
 from .policy import LabelPolicy
-from .provenance import Provenance, sign, utc_now
+from .provenance import sign_for
 from .signing import TrustStore
 from .sse import Event, SSEParser, format_comment
 from .text import Position
@@ -141,26 +141,7 @@ class LabelingMiddleware:
     def record_for(self, digest: bytes, media_format: str) -> AigcRecord:
         """A GB record for a response whose ReservedCode1 (given a key) signs ``digest``."""
         produce_id = new_produce_id()
-        token = ""
-        key = self.policy.signing_key
-        if key is not None:
-            p = self.policy
-            token = sign(
-                Provenance(
-                    producer=p.producer,
-                    produce_id=produce_id,
-                    label="1",
-                    provider=p.provider_name,
-                    system=p.system_name,
-                    system_version=p.system_version,
-                    created=utc_now(),
-                    filing_numbers=p.filing_numbers,
-                    media_format=media_format,
-                    content_digest=digest,
-                    launch_number=p.launch_number,
-                ),
-                key,
-            )
+        token = sign_for(self.policy, produce_id=produce_id, media_format=media_format, content_digest=digest)
         return AigcRecord.first_write(self.policy.producer, produce_id, token)
 
     def _constant_headers(self) -> list[tuple[bytes, bytes]]:

@@ -15,7 +15,7 @@ from .aigc import AigcRecord, Label, new_produce_id
 from .errors import LabelerError
 from .formats import detect
 from .policy import LabelPolicy
-from .provenance import Provenance, sign, utc_now
+from .provenance import sign_for
 from .xmp import XmpLabel, read_label, write_label
 
 __all__ = ["NoLabelError", "propagate_bytes"]
@@ -54,25 +54,15 @@ def propagate_bytes(
             raise NoLabelError("a platform can't confirm AI generation without the producer's label")
         record = AigcRecord(label, UNKNOWN_PRODUCER, UNKNOWN_PRODUCER)
         xmp = XmpLabel(aigc="", digital_source_type=None)
-    token = ""
-    if policy.signing_key is not None:
-        token = sign(
-            Provenance(
-                producer=policy.producer,
-                produce_id=propagate_id,
-                label=record.Label.value,
-                provider=policy.provider_name,
-                system=policy.system_name,
-                system_version=policy.system_version,
-                created=utc_now(),
-                filing_numbers=policy.filing_numbers,
-                media_format=fmt.name,
-                content_digest=fmt.content_digest(staged),
-                role="propagator",
-                subject_id=record.ProduceID,
-            ),
-            policy.signing_key,
-        )
+    token = sign_for(
+        policy,
+        produce_id=propagate_id,
+        media_format=fmt.name,
+        label=record.Label.value,
+        content_digest=fmt.content_digest(staged),
+        role="propagator",
+        subject_id=record.ProduceID,
+    )
     record = record.with_fields(
         ContentPropagator=policy.producer, PropagateID=propagate_id, ReservedCode2=token
     )

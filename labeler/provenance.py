@@ -15,12 +15,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidRecordError
 from .signing import ALGORITHMS, PublicKey, SigningKey, b64url_decode, b64url_encode
 
-__all__ = ["TOKEN_PREFIX", "Provenance", "SignedProvenance", "parse_token", "sign"]
+if TYPE_CHECKING:  # policy imports would be circular at run time; only the type is needed
+    from .policy import LabelPolicy
+
+__all__ = ["TOKEN_PREFIX", "Provenance", "SignedProvenance", "parse_token", "sign", "sign_for"]
 
 TOKEN_PREFIX = "aigcl1"
 MAX_TOKEN_CHARS = 8192
@@ -112,6 +115,40 @@ def sign(provenance: Provenance, key: SigningKey) -> str:
     ).encode("utf-8")
     signing_input = f"{TOKEN_PREFIX}.{b64url_encode(payload)}"
     return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode('ascii')))}"
+
+
+def sign_for(
+    policy: LabelPolicy,
+    *,
+    produce_id: str,
+    media_format: str,
+    content_digest: bytes,
+    label: str = "1",
+    created: str | None = None,
+    role: str = "producer",
+    subject_id: str | None = None,
+) -> str:
+    """The token a policy's service signs for one piece of content; ``""`` without a key."""
+    if policy.signing_key is None:
+        return ""
+    return sign(
+        Provenance(
+            producer=policy.producer,
+            produce_id=produce_id,
+            label=label,
+            provider=policy.provider_name,
+            system=policy.system_name,
+            system_version=policy.system_version,
+            created=created or utc_now(),
+            filing_numbers=policy.filing_numbers,
+            media_format=media_format,
+            content_digest=content_digest,
+            launch_number=policy.launch_number,
+            role=role,
+            subject_id=subject_id,
+        ),
+        policy.signing_key,
+    )
 
 
 def _str(payload: dict[str, Any], name: str, required: bool = True) -> str:

@@ -23,7 +23,7 @@ from typing import Literal
 from .aigc import AigcRecord, Label, new_produce_id
 from .errors import ConfigError, InvalidRecordError
 from .policy import LabelPolicy, check_label_text
-from .provenance import Provenance, sign, utc_now
+from .provenance import sign_for
 from .signing import ALGORITHMS, TrustStore, b64url_decode, b64url_encode
 from .verification import Status, Verdict, judge_record
 
@@ -174,10 +174,12 @@ def label_markdown(
     if visible:
         doc = add_text_label(doc, policy, visible)
     produce_id = produce_id or new_produce_id()
-    token = ""
-    if policy.signing_key is not None:
-        digest = hashlib.sha256(doc.encode("utf-8")).digest()
-        token = sign(_provenance(policy, produce_id, "markdown", digest), policy.signing_key)
+    token = sign_for(
+        policy,
+        produce_id=produce_id,
+        media_format="markdown",
+        content_digest=hashlib.sha256(doc.encode("utf-8")).digest(),
+    )
     record = AigcRecord.first_write(policy.producer, produce_id, token)
     line = "AIGC: " + _yaml_single_quoted(record.to_json())
     nl = _newline(doc)
@@ -188,22 +190,6 @@ def label_markdown(
         inner = f"{body}{nl}{line}" if body else line
         return f"---{nl}{inner}{nl}---{nl}" + doc[match.end() :]
     return f"---{nl}{line}{nl}---{nl}" + doc
-
-
-def _provenance(policy: LabelPolicy, produce_id: str, media: str, digest: bytes) -> Provenance:
-    return Provenance(
-        producer=policy.producer,
-        produce_id=produce_id,
-        label=Label.GENERATED.value,
-        provider=policy.provider_name,
-        system=policy.system_name,
-        system_version=policy.system_version,
-        created=utc_now(),
-        filing_numbers=policy.filing_numbers,
-        media_format=media,
-        content_digest=digest,
-        launch_number=policy.launch_number,
-    )
 
 
 # -- invisible mark ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .errors import MalformedFileError
 
 __all__ = [
     "DIGITAL_SOURCE_TYPE_AI",
+    "EXIFTOOL_CONFIG",
     "NS_IPTC_EXT",
     "NS_LABELER",
     "NS_TC260",
@@ -38,6 +39,15 @@ NS_LABELER = "http://ns.aigc-labeler.org/provenance/1.0/"
 NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 NS_X = "adobe:ns:meta/"
 DIGITAL_SOURCE_TYPE_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+#: An exiftool config that teaches it the TC260 namespace, so it can *write* XMP-TC260:AIGC too
+#: (``exiftool -config tc260.config -XMP-TC260:AIGC='{"AIGC":...}' file``); reading needs none.
+EXIFTOOL_CONFIG = """%Image::ExifTool::UserDefined = ('Image::ExifTool::XMP::Main' => { TC260 => {
+  SubDirectory => { TagTable => 'Image::ExifTool::UserDefined::TC260' } } });
+%Image::ExifTool::UserDefined::TC260 = ( GROUPS => { 0 => 'XMP', 1 => 'XMP-TC260', 2 => 'Image' },
+  NAMESPACE => { 'TC260' => 'http://www.tc260.org.cn/ns/AIGC/1.0/' }, WRITABLE => 'string', AIGC => { } );
+1;
+"""
 
 #: Largest packet we parse. Standard JPEG XMP is at most 65,502 bytes; PNG/WebP allow more.
 MAX_PACKET_BYTES = 4 * 1024 * 1024

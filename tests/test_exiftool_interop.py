@@ -11,7 +11,7 @@ import pytest
 from conftest import SAMPLES
 
 from labeler import LabelPolicy, Status, TrustStore, label_bytes, verify
-from labeler.xmp import DIGITAL_SOURCE_TYPE_AI
+from labeler.xmp import DIGITAL_SOURCE_TYPE_AI, EXIFTOOL_CONFIG
 
 pytestmark = [
     pytest.mark.interop,
@@ -77,13 +77,7 @@ def test_we_verify_after_exiftool_edits_other_metadata(
 def test_exiftool_written_label_with_our_namespace_is_read(tmp_path: Path) -> None:
     """A label written by another tool (exiftool + a TC260 config) is found and judged unsigned."""
     config = tmp_path / "tc260.config"
-    config.write_text(
-        "%Image::ExifTool::UserDefined = ('Image::ExifTool::XMP::Main' => { TC260 => {"
-        " SubDirectory => { TagTable => 'Image::ExifTool::UserDefined::TC260' } } });\n"
-        "%Image::ExifTool::UserDefined::TC260 = ( GROUPS => { 0 => 'XMP', 1 => 'XMP-TC260', 2 => 'Image' },"
-        " NAMESPACE => { 'TC260' => 'http://www.tc260.org.cn/ns/AIGC/1.0/' },"
-        " WRITABLE => 'string', AIGC => { } );\n1;\n"
-    )
+    config.write_text(EXIFTOOL_CONFIG)
     path = tmp_path / "b.png"
     path.write_bytes(SAMPLES["png"])
     record = '{"AIGC":{"Label":"1","ContentProducer":"001191440300708461136T1XGW3","ProduceID":"x1"}}'
