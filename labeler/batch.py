@@ -50,6 +50,8 @@ class Options:
     visible: bool = True
     relabel: bool = False
     text_position: Position = "start"
+    c2pa_cert: str | None = None  #: PEM chain; with c2pa_key, images also get C2PA credentials
+    c2pa_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,12 @@ def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
         if not options.relabel and _already_labeled(data, kind):
             return Outcome(task, "skipped", "already labeled")
         if kind == "image":
-            out = label_image(data, policy, visible=options.visible, on_existing="replace")
+            c2pa = None
+            if options.c2pa_cert and options.c2pa_key:
+                from .content_credentials import C2paConfig
+
+                c2pa = C2paConfig.from_files(options.c2pa_cert, options.c2pa_key)
+            out = label_image(data, policy, visible=options.visible, on_existing="replace", c2pa=c2pa)
         else:
             text = data.decode("utf-8")
             if kind == "markdown":

@@ -36,7 +36,7 @@ def _files(paths: Sequence[str]) -> list[Path]:
     return [task.source for task in plan(paths, None)]
 
 
-def _verify_path(path: Path, trust: TrustStore) -> Verdict:
+def _verify_path(path: Path, trust: TrustStore, c2pa_anchors: str | None = None) -> Verdict:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -45,15 +45,23 @@ def _verify_path(path: Path, trust: TrustStore) -> Verdict:
         from .text import verify_text
 
         return verify_text(data.decode("utf-8", "replace"), trust)
-    return verify(data, trust)
+    return verify(data, trust, c2pa_anchors=c2pa_anchors)
 
 
 # -- commands --------------------------------------------------------------------------------------
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    key = SigningKey.generate(args.algorithm)
     out = Path(args.out)
+    if args.c2pa:
+        from .content_credentials import make_test_ca
+
+        paths = make_test_ca(out, args.name)
+        print(f"C2PA test CA:      {paths['ca']} (give to verifiers: --c2pa-trust)")
+        print(f"C2PA signer chain: {paths['chain']}\nC2PA signer key:   {paths['key']} (mode 600)")
+        print("for tests and demos only: production needs a certificate from a C2PA-recognised CA")
+        return 0
+    key = SigningKey.generate(args.algorithm)
     out.mkdir(parents=True, exist_ok=True)
     private, public = out / f"{args.name}.pem", out / f"{args.name}.pub.pem"
     if private.exists() and not args.force:
@@ -72,7 +80,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if not args.in_place and not args.out:
         raise LabelerError("say where results go: --out DIR or --in-place")
     tasks = plan(args.paths, Path(args.out) if args.out else None)
-    options = Options(visible=args.visible, relabel=args.relabel, text_position=args.text_position)
+    if bool(args.c2pa_cert) != bool(args.c2pa_key):
+        raise LabelerError("C2PA needs both --c2pa-cert and --c2pa-key")
+    options = Options(
+        visible=args.visible,
+        relabel=args.relabel,
+        text_position=args.text_position,
+        c2pa_cert=args.c2pa_cert,
+        c2pa_key=args.c2pa_key,
+    )
     show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
     from tqdm import tqdm
 
@@ -102,7 +118,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     trust = _trust(args)
     order = list(Status)
     required = Status(args.require) if args.require else None
-    results = [(path, _verify_path(path, trust)) for path in _files(args.paths)]
+    anchors = Path(args.c2pa_trust).read_text() if args.c2pa_trust else None
+    results = [(path, _verify_path(path, trust, anchors)) for path in _files(args.paths)]
     failed = required is not None and any(order.index(v.status) > order.index(required) for _, v in results)
     if args.json:
         print(json.dumps([{"path": str(p), **v.to_dict()} for p, v in results], ensure_ascii=False, indent=2))
@@ -111,7 +128,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     def flag(value: bool | None) -> str:
         return "-" if value is None else "yes" if value else "NO"
 
-    rows = [("FILE", "STATUS", "NOTICE", "SIGNATURE", "TRUSTED", "INTACT", "FILING NUMBER", "WHY")]
+    rows = [("FILE", "STATUS", "NOTICE", "SIGNATURE", "TRUSTED", "INTACT", "C2PA", "FILING NUMBER", "WHY")]
     for path, v in results:
         rows.append(
             (
@@ -121,6 +138,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 flag(v.signature_valid),
                 flag(v.key_trusted),
                 flag(v.content_intact),
+                str(v.c2pa.get("state")) if v.c2pa else "-",
                 ",".join(v.filing_numbers) or "-",
                 "; ".join(v.problems),
             )
@@ -255,12 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar (default: when stderr is a terminal)",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="one line per file")
+    p.add_argument("--c2pa-cert", help="PEM certificate chain (leaf first): also embed C2PA credentials")
+    p.add_argument("--c2pa-key", help="PEM private key of the C2PA signer certificate")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("verify", help="check labels, signatures, integrity, trust, filing numbers")
     p.add_argument("paths", nargs="+")
     p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--c2pa-trust", help="PEM root certificates that make C2PA credentials 'Trusted'")
     p.add_argument(
         "--require",
         choices=[s.value for s in Status],
@@ -291,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="keys", help="directory for NAME.pem and NAME.pub.pem")
     p.add_argument("--name", default="labeler")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--c2pa", action="store_true", help="instead: a local test CA + C2PA signer certificate")
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("demo", help="run the demo chat server (a demo model wrapped in the middleware)")

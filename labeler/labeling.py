@@ -7,7 +7,7 @@ sign -> write the GB record + IPTC + provenance into the slot. Pure: bytes in, b
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import __version__
 from .aigc import AigcRecord, Label, new_produce_id
@@ -16,6 +16,9 @@ from .formats import detect
 from .policy import LabelPolicy
 from .provenance import sign_for, utc_now
 from .xmp import XmpLabel, read_label, write_label
+
+if TYPE_CHECKING:
+    from .content_credentials import C2paConfig
 
 __all__ = ["has_label", "label_bytes", "label_image"]
 
@@ -99,18 +102,22 @@ def label_image(
     produce_id: str | None = None,
     created: _dt.datetime | None = None,
     on_existing: OnExisting = "error",
+    c2pa: C2paConfig | None = None,
 ) -> bytes:
     """The full label of a picture: the visible label drawn per ``policy.visible`` (GB 45438
-    geometry), then the implicit label and signature written on the final bytes."""
-    if not visible:
-        return label_bytes(
-            data, policy, label=label, produce_id=produce_id, created=created, on_existing=on_existing
-        )
+    geometry), then the implicit label and signature written on the final bytes, then (given
+    ``c2pa``) a C2PA manifest, last, so that it binds all of the above."""
     if _already_labeled(data, on_existing):
         return data
-    from .visible import render_visible_label  # Pillow is only needed here
+    if visible:
+        from .visible import render_visible_label  # Pillow is only needed here
 
-    drawn = render_visible_label(data, policy.label_text, policy.visible, policy.filing_line)
-    return label_bytes(
-        drawn, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
+        data = render_visible_label(data, policy.label_text, policy.visible, policy.filing_line)
+    out = label_bytes(
+        data, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
     )
+    if c2pa is not None:
+        from .content_credentials import add_content_credentials
+
+        out = add_content_credentials(out, policy, c2pa)
+    return out

@@ -53,6 +53,7 @@ class Verdict:
     content_intact: bool | None = None
     explicit_label: bool = False  #: a visible label was found (text); alone it means "suspected"
     propagation: dict[str, Any] | None = None  #: the platform's ReservedCode2, checked
+    c2pa: dict[str, Any] | None = None  #: C2PA Content Credentials as c2pa-python judges them
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -98,6 +99,7 @@ class Verdict:
             "record": self.record.as_dict() if self.record else None,
             "problems": list(self.problems),
             "propagation": self.propagation,
+            "c2pa": self.c2pa,
         }
         if self.signed is not None:
             p = self.signed.provenance
@@ -121,8 +123,19 @@ def _find_label(data: bytes) -> tuple[str, XmpLabel | None, str | None]:
     return fmt.name, xmp, (fmt.read_fallback(data) if xmp is None else None)
 
 
-def verify(data: bytes, trust: TrustStore | None = None) -> Verdict:
-    """The verdict on ``data``'s AIGC label, signature, integrity and signer trust."""
+def verify(data: bytes, trust: TrustStore | None = None, *, c2pa_anchors: str | None = None) -> Verdict:
+    """The verdict on ``data``'s AIGC label, signature, integrity and signer trust, plus the
+    state of C2PA Content Credentials when the file has them (``Trusted`` needs ``c2pa_anchors``,
+    PEM root certificates) and c2pa-python is installed."""
+    verdict = _verify_gb(data, trust)
+    if b"c2pa" in data:  # the JUMBF label of every C2PA store: a cheap pre-filter
+        from .content_credentials import read_content_credentials
+
+        verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
+    return verdict
+
+
+def _verify_gb(data: bytes, trust: TrustStore | None) -> Verdict:
     try:
         media_format, xmp, fallback = _find_label(data)
     except LabelerError as exc:

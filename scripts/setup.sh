@@ -29,6 +29,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-echo "setup: installing aigc-labeler[${EXTRAS:-dev,server}] (editable)"
-.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,server}]"
+echo "setup: installing aigc-labeler[${EXTRAS:-dev,server,c2pa}] (editable)"
+.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,server,c2pa}]"
 .venv/bin/python -c "import labeler; print('setup: labeler', labeler.__version__, 'ready')"

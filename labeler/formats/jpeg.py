@@ -14,7 +14,7 @@ from .base import ContainerFormat, complement, digest_ranges, register, splice
 
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 EXIF_HEADER = b"Exif\x00\x00"
-APP0, APP1, SOS, EOI = 0xE0, 0xE1, 0xDA, 0xD9
+APP0, APP1, APP11, SOS, EOI = 0xE0, 0xE1, 0xEB, 0xDA, 0xD9
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: no length field
 MAX_XMP = 0xFFFF - 2 - len(XMP_HEADER)
 
@@ -30,6 +30,10 @@ class Segment:
 
     def is_xmp(self, data: bytes) -> bool:
         return self.marker == APP1 and data.startswith(XMP_HEADER, self.start + 4)
+
+    def is_jumbf(self, data: bytes) -> bool:
+        """APP11 "JP" (JPEG XT / JUMBF): where C2PA stores its manifest."""
+        return self.marker == APP11 and data.startswith(b"JP", self.start + 4)
 
     def is_exif(self, data: bytes) -> bool:
         return self.marker == APP1 and data.startswith(EXIF_HEADER, self.start + 4)
@@ -97,7 +101,9 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
 
 
 def content_digest(data: bytes) -> bytes:
-    spans = [(s.start, s.end) for s in segments(data) if s.is_xmp(data)]
+    """SHA-256 of everything but our XMP slot and a C2PA manifest store (APP11 JUMBF): C2PA is
+    embedded after our label and binds it, as it binds everything except its own store."""
+    spans = [(s.start, s.end) for s in segments(data) if s.is_xmp(data) or s.is_jumbf(data)]
     return digest_ranges(data, complement(spans, len(data)))
 
 

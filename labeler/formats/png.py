@@ -115,7 +115,8 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
 
 
 def content_digest(data: bytes) -> bytes:
-    spans = [(c.start, c.end) for c in chunks(data) if _is_xmp(c, data)]
+    """SHA-256 of everything but our XMP chunk and a C2PA store (``caBX``), which binds us."""
+    spans = [(c.start, c.end) for c in chunks(data) if _is_xmp(c, data) or c.type == b"caBX"]
     return digest_ranges(data, complement(spans, len(data)))
 
 

@@ -135,7 +135,7 @@ def content_digest(data: bytes) -> bytes:
     keep: list[tuple[int, int]] = []
     masked = b""
     for chunk in chunks:
-        if chunk.fourcc == b"XMP ":
+        if chunk.fourcc in (b"XMP ", b"C2PA"):  # our slot; a C2PA store (it binds us in turn)
             continue
         if chunk.fourcc == b"VP8X" and chunk.end - chunk.start > 8:
             masked = bytes([data[chunk.start + 8] & ~XMP_FLAG & 0xFF])
