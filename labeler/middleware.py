@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -44,6 +44,9 @@ from .signing import TrustStore
 from .sse import Event, SSEParser, format_comment
 from .text import Position
 from .verification import Verdict, judge_record
+
+if TYPE_CHECKING:
+    from .content_credentials import C2paConfig
 from .xmp import read_label
 
 __all__ = ["LabelingMiddleware", "verify_response", "verify_stream"]
@@ -74,6 +77,7 @@ class LabelingMiddleware:
         max_body_size: int = 32 * 1024 * 1024,
         info_path: str | None = "/.well-known/aigc-label",
         add_headers: bool = True,
+        c2pa: C2paConfig | None = None,
     ) -> None:
         if fail_mode not in ("closed", "open"):
             raise ValueError("fail_mode must be 'closed' or 'open'")
@@ -87,6 +91,7 @@ class LabelingMiddleware:
         self.max_body_size = max_body_size
         self.info_path = info_path
         self.add_headers = add_headers
+        self.c2pa = c2pa  #: given: image responses also get C2PA Content Credentials
         #: labeled, passed, fail_open, fail_closed, too_large, unlabeled_urls, event_errors
         self.stats: collections.Counter[str] = collections.Counter()
         self._info = json.dumps(self.label_info(), ensure_ascii=False).encode("utf-8")
@@ -274,7 +279,9 @@ class _Responder:
             return None
         extra: list[tuple[bytes, bytes]] = []
         if not any(adapter(obj, self.labels) for adapter in TEXT_JSON_ADAPTERS):
-            recognised, unlabeled = images.label_json(obj, self.mw.policy, self.mw.visible_images)
+            recognised, unlabeled = images.label_json(
+                obj, self.mw.policy, self.mw.visible_images, self.mw.c2pa
+            )
             if not recognised:
                 return None
             if unlabeled:
@@ -287,7 +294,9 @@ class _Responder:
     def _label_image(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         from .labeling import label_image
 
-        out = label_image(raw, self.mw.policy, visible=self.mw.visible_images, on_existing="keep")
+        out = label_image(
+            raw, self.mw.policy, visible=self.mw.visible_images, on_existing="keep", c2pa=self.mw.c2pa
+        )
         packet = detect(out).read_xmp(out)
         label = read_label(packet) if packet else None
         return out, self.mw.label_headers(label.aigc if label else None)

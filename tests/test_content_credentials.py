@@ -185,3 +185,26 @@ def test_cli_keygen_apply_verify_with_c2pa(tmp_path: Path) -> None:
     table = run("verify", "out", "--trust", "k/labeler.pub.pem", "--c2pa-trust", "c/labeler-c2pa-ca.pem")
     assert table.stdout.splitlines()[0].split()[6] == "C2PA"
     assert "verified" in table.stdout and "Trusted" in table.stdout
+
+
+async def test_middleware_image_responses_get_c2pa(
+    policy: LabelPolicy, config: C2paConfig, ca: dict[str, Path]
+) -> None:
+    import base64
+
+    import httpx
+    import openai
+
+    from labeler.demo.server import create_app
+    from labeler.middleware import LabelingMiddleware
+
+    app = LabelingMiddleware(create_app(0), policy=policy, c2pa=config)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app")
+    client = openai.AsyncOpenAI(api_key="x", base_url="http://app/v1", http_client=http, max_retries=0)
+    result = await client.images.generate(prompt="kite", size="128x128", response_format="b64_json")
+    image = base64.b64decode(result.data[0].b64_json or "")
+    assert _state(image, "image/png", ca["ca"].read_text()) == "Trusted"
+    assert verify(image).status is Status.UNTRUSTED  # GB label intact (our key not in an empty store)
+
+
+pytestmark = pytest.mark.anyio

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MalformedFileError
 from ..labeling import label_image
 from ..policy import LabelPolicy
 
+if TYPE_CHECKING:
+    from ..content_credentials import C2paConfig
 
-def label_json(obj: dict[str, Any], policy: LabelPolicy, visible: bool) -> tuple[bool, int]:
+
+def label_json(
+    obj: dict[str, Any], policy: LabelPolicy, visible: bool, c2pa: C2paConfig | None = None
+) -> tuple[bool, int]:
     """(recognised, number of url entries left unlabelled)."""
     data = obj.get("data")
     if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
@@ -27,7 +32,7 @@ def label_json(obj: dict[str, Any], policy: LabelPolicy, visible: bool) -> tuple
             except (binascii.Error, ValueError):
                 raise MalformedFileError("images response: b64_json is not base64") from None
             item["b64_json"] = base64.b64encode(
-                label_image(raw, policy, visible=visible, on_existing="keep")
+                label_image(raw, policy, visible=visible, on_existing="keep", c2pa=c2pa)
             ).decode()
         elif item.get("url"):
             unlabeled += 1
