@@ -299,7 +299,10 @@ class _Responder:
         )
         packet = detect(out).read_xmp(out)
         label = read_label(packet) if packet else None
-        return out, self.mw.label_headers(label.aigc if label else None)
+        headers = self.mw.label_headers(label.aigc if label else None)
+        if self.mw.c2pa is not None and self.mw.add_headers:
+            headers.append((b"aigc-c2pa", b"embedded"))  # C2PA Content Credentials are in the image
+        return out, headers
 
     async def _fail(self, reason: str, message: Message | None, raw: bytes | None = None) -> None:
         logger.warning("labeling failed (%s mode): %s", self.mw.fail_mode, reason)

@@ -205,6 +205,19 @@ async def test_middleware_image_responses_get_c2pa(
     image = base64.b64decode(result.data[0].b64_json or "")
     assert _state(image, "image/png", ca["ca"].read_text()) == "Trusted"
     assert verify(image).status is Status.UNTRUSTED  # GB label intact (our key not in an empty store)
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def raw(request: object) -> Response:
+        return Response(SAMPLES["jpeg"], media_type="image/jpeg")
+
+    served = TestClient(
+        LabelingMiddleware(Starlette(routes=[Route("/i", raw)]), policy=policy, c2pa=config)
+    ).get("/i")
+    assert served.headers["aigc-c2pa"] == "embedded"
+    assert _state(served.content, "image/jpeg", ca["ca"].read_text()) == "Trusted"
 
 
 pytestmark = pytest.mark.anyio
