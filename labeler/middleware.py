@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .adapters import anthropic, images, openai_chat, openai_responses
 from .adapters.base import Labels, StreamAdapter
 from .aigc import AigcRecord, new_produce_id
-from .errors import InvalidRecordError
+from .errors import InvalidRecordError, MalformedFileError
 from .formats import detect
 from .policy import LabelPolicy
 from .provenance import sign_for
@@ -338,9 +338,7 @@ class _Responder:
         out: list[bytes] = []
         try:
             events = self.parser.feed(message.get("body", b""))
-        except InvalidRecordError:
-            events = []
-        except Exception as exc:
+        except MalformedFileError as exc:  # an event that never ends: stop rewriting, pass the rest
             logger.warning("SSE stream no longer labelled: %s", exc)
             self.mw.stats["event_errors"] += 1
             out.append(self.parser.flush())
