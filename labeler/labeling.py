@@ -49,7 +49,7 @@ def label_bytes(
     label = Label(label)
     produce_id = produce_id or new_produce_id()
     staged = fmt.stage(data)  # from here on, adding the slot changes nothing that is digested
-    when = created.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else utc_now()
+    when = utc_now(created)
     token = sign_for(
         policy,
         produce_id=produce_id,

@@ -30,8 +30,9 @@ MAX_TOKEN_CHARS = 8192
 DIGEST_ALGORITHM = "sha256"
 
 
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_now(moment: _dt.datetime | None = None) -> str:
+    """``moment`` (default: now) in UTC, ISO 8601 with Z: the one time format we sign."""
+    return (moment or _dt.datetime.now(_dt.UTC)).astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
