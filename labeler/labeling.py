@@ -20,7 +20,7 @@ from .xmp import XmpLabel, read_label, write_label
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
 
-__all__ = ["has_label", "label_bytes", "label_image"]
+__all__ = ["has_label", "label_bytes", "label_content", "label_image"]
 
 OnExisting = Literal["error", "keep", "replace"]
 
@@ -59,6 +59,8 @@ def label_bytes(
         content_digest=fmt.content_digest(staged) if policy.signing_key else b"",
     )
     record = AigcRecord.first_write(policy.producer, produce_id, token, label)
+    if fmt.write_record is not None:  # audio, video, documents: the record in its own slot
+        return fmt.write_record(staged, record.to_json())
     packet = write_label(
         XmpLabel(
             aigc=record.to_json(),
@@ -121,3 +123,46 @@ def label_image(
 
         out = add_content_credentials(out, policy, c2pa)
     return out
+
+
+def label_content(
+    data: bytes,
+    policy: LabelPolicy,
+    *,
+    visible: bool = True,
+    label: Label | str = Label.GENERATED,
+    produce_id: str | None = None,
+    created: _dt.datetime | None = None,
+    on_existing: OnExisting = "error",
+    c2pa: C2paConfig | None = None,
+) -> bytes:
+    """The full label of any supported file, chosen by what the bytes are:
+
+    * pictures: :func:`label_image` (visible label, implicit label, optional C2PA);
+    * audio: the rhythm label "short-long-short-short" per ``policy.audio`` (WAV in place;
+      MP3/FLAC/Ogg re-encoded with ffmpeg), then the record in the format's own tag;
+    * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
+    * documents (PDF, DOCX): the record in the document properties (``visible`` is not drawn
+      into the pages; show the label where the document is offered).
+
+    ``visible=False`` writes the implicit label only, without re-encoding anything.
+    """
+    fmt = detect(data)
+    if fmt.kind == "image":
+        return label_image(
+            data, policy, visible=visible, label=label, produce_id=produce_id, created=created,
+            on_existing=on_existing, c2pa=c2pa,
+        )  # fmt: skip
+    if _already_labeled(data, on_existing):
+        return data
+    if visible and fmt.kind == "audio":
+        from .audio import add_rhythm_label_to
+
+        data = add_rhythm_label_to(data, fmt.name, policy.audio)
+    elif visible and fmt.kind == "video":
+        from .video import add_video_label
+
+        data = add_video_label(data, policy.label_text, policy.visible, policy.filing_line)
+    return label_bytes(
+        data, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
+    )

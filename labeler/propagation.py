@@ -39,7 +39,7 @@ def propagate_bytes(
     staged = fmt.stage(data)
     packet = fmt.read_xmp(staged)
     existing = read_label(packet) if packet is not None else None
-    fallback = fmt.read_fallback(staged) if existing is None else None
+    fallback = fmt.read_fallback(data) if existing is None else None  # staging may empty the slot
     propagate_id = propagate_id or new_produce_id()
     if existing is not None or fallback is not None:
         record = AigcRecord.from_json(existing.aigc if existing is not None else fallback or "")
@@ -66,5 +66,7 @@ def propagate_bytes(
     record = record.with_fields(
         ContentPropagator=policy.producer, PropagateID=propagate_id, ReservedCode2=token
     )
+    if fmt.write_record is not None:
+        return fmt.write_record(staged, record.to_json())
     new_packet = write_label(dataclasses.replace(xmp, aigc=record.to_json()), existing=packet)
     return fmt.write_xmp(staged, new_packet)

@@ -19,7 +19,7 @@ from typing import Any
 
 from .aigc import AigcRecord
 from .errors import InvalidRecordError, LabelerError
-from .formats import detect
+from .formats import ContainerFormat, detect
 from .provenance import SignedProvenance, parse_token
 from .signing import TrustStore, b64url_encode
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel, read_label
@@ -115,12 +115,13 @@ class Verdict:
         return out
 
 
-def _find_label(data: bytes) -> tuple[str, XmpLabel | None, str | None]:
-    """(media format, XMP label or None, fallback JSON or None). Raises LabelerError."""
+def _find_label(data: bytes) -> tuple[ContainerFormat, XmpLabel | None, str | None]:
+    """(container format, XMP label or None, record JSON from another slot or None).
+    Raises LabelerError."""
     fmt = detect(data)
     packet = fmt.read_xmp(data)
     xmp = read_label(packet) if packet is not None else None
-    return fmt.name, xmp, (fmt.read_fallback(data) if xmp is None else None)
+    return fmt, xmp, (fmt.read_fallback(data) if xmp is None else None)
 
 
 def verify(data: bytes, trust: TrustStore | None = None, *, c2pa_anchors: str | None = None) -> Verdict:
@@ -135,15 +136,29 @@ def verify(data: bytes, trust: TrustStore | None = None, *, c2pa_anchors: str | 
     return verdict
 
 
+def _explicit_label(fmt: ContainerFormat, data: bytes) -> bool:
+    """A visible/audible label we can recognise in the content itself: the WAV rhythm label."""
+    if fmt.name != "wav":
+        return False
+    from .audio import find_rhythm_label
+
+    try:
+        return find_rhythm_label(data) is not None
+    except LabelerError:
+        return False
+
+
 def _verify_gb(data: bytes, trust: TrustStore | None) -> Verdict:
     try:
-        media_format, xmp, fallback = _find_label(data)
+        fmt, xmp, fallback = _find_label(data)
     except LabelerError as exc:
         return Verdict(Status.UNREADABLE, problems=(str(exc),))
+    media_format = fmt.name
+    explicit = _explicit_label(fmt, data)
     if xmp is None and fallback is None:
-        return Verdict(Status.NO_LABEL, media_format)
+        return Verdict(Status.NO_LABEL, media_format, explicit_label=explicit)
     problems: list[str] = []
-    source = "xmp" if xmp is not None else "fallback"
+    source = "xmp" if xmp is not None else fmt.record_slot
     if xmp is not None:
         if xmp.aigc_namespace != NS_TC260:
             problems.append(f"AIGC property in non-standard namespace {xmp.aigc_namespace!r}")
@@ -153,7 +168,11 @@ def _verify_gb(data: bytes, trust: TrustStore | None) -> Verdict:
         record = AigcRecord.from_json(xmp.aigc if xmp is not None else fallback or "")
     except InvalidRecordError as exc:
         return Verdict(
-            Status.MALFORMED_LABEL, media_format, label_source=source, problems=(*problems, str(exc))
+            Status.MALFORMED_LABEL,
+            media_format,
+            label_source=source,
+            explicit_label=explicit,
+            problems=(*problems, str(exc)),
         )
 
     token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
@@ -167,6 +186,7 @@ def _verify_gb(data: bytes, trust: TrustStore | None) -> Verdict:
         media_format=media_format,
         label_source=source,
         problems=problems,
+        explicit_label=explicit,
     )
     if record.ReservedCode2:
         verdict = dataclasses.replace(

@@ -131,3 +131,11 @@ SAMPLES = _samples()
 @pytest.fixture(params=sorted(SAMPLES))
 def sample(request: pytest.FixtureRequest) -> tuple[str, bytes]:
     return request.param, SAMPLES[request.param]
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Real audio, video and documents (tests/media.py), made once per session."""
+    from media import build_samples
+
+    return build_samples(tmp_path_factory.mktemp("media"))

@@ -4,6 +4,8 @@ A format module walks its container once per call with a single walker, and expo
 ``accept(prefix)``, ``read_xmp(data)``, ``write_xmp(data, packet)``, ``content_digest(data)``
 and optionally ``read_fallback(data)`` for AIGC records stored outside XMP by other tools, and
 ``stage(data)`` for containers whose structure changes when a slot is added (WebP -> VP8X).
+Containers without XMP (audio, video, documents) set ``write_record`` and keep the GB record
+JSON in their own slot (a RIFF chunk, an ID3 frame, an MP4 key, a PDF Info entry...).
 
 The invariant that makes signing possible: ``content_digest`` ignores the label slot, so
 ``content_digest(write_xmp(s, p)) == content_digest(s)`` for ``s = stage(d)`` and any packet p.
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import UnsupportedFormatError
 
-__all__ = ["ContainerFormat", "detect", "digest_ranges", "formats", "register"]
+__all__ = ["ContainerFormat", "detect", "digest_ranges", "formats", "no_xmp", "register", "xmp_unsupported"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,20 @@ class ContainerFormat:
     content_digest: Callable[[bytes], bytes]
     read_fallback: Callable[[bytes], str | None] = lambda data: None
     stage: Callable[[bytes], bytes] = lambda data: data
+    #: For containers with a native AIGC slot and no XMP (audio, video, documents): writes the
+    #: GB record JSON there; ``read_fallback`` reads it back and ``record_slot`` names it.
+    write_record: Callable[[bytes, str], bytes] | None = None
+    record_slot: str = "fallback"
+    kind: str = "image"  #: image, audio, video or document: what an explicit label looks like
+
+
+def no_xmp(data: bytes) -> bytes | None:
+    """``read_xmp`` of a container whose label lives in its own AIGC slot, not in XMP."""
+    return None
+
+
+def xmp_unsupported(data: bytes, packet: bytes) -> bytes:
+    raise UnsupportedFormatError("this container carries the AIGC record in its own slot, not XMP")
 
 
 _REGISTRY: dict[str, ContainerFormat] = {}

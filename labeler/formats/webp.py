@@ -8,26 +8,16 @@ The digest covers every chunk but ``XMP ``, with the VP8X XMP flag masked, plus 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from ..errors import MalformedFileError
+from . import riff
 from .base import ContainerFormat, digest_ranges, register
+from .riff import Chunk
 
 XMP_FLAG = 0x04
 ALPHA_FLAG = 0x10
 #: Chunks the extended format orders before XMP; unknown chunks go after it.
 _KNOWN = {b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L", b"EXIF"}
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    fourcc: bytes
-    start: int  #: offset of the FourCC
-    end: int  #: offset just past the payload and its pad byte
-
-    def payload(self, data: bytes) -> bytes:
-        size: int = struct.unpack_from("<I", data, self.start + 4)[0]
-        return data[self.start + 8 : self.start + 8 + size]
 
 
 def accept(prefix: bytes) -> bool:
@@ -36,28 +26,10 @@ def accept(prefix: bytes) -> bool:
 
 def walk(data: bytes) -> tuple[list[Chunk], int]:
     """(chunks, end of the RIFF payload). Raises on truncation or overlong sizes."""
-    if len(data) < 12 or not accept(data[:12]):
-        raise MalformedFileError("not a WebP (no RIFF/WEBP header)")
-    (riff_size,) = struct.unpack_from("<I", data, 4)
-    riff_end = 8 + riff_size
-    if riff_end > len(data) or riff_size % 2:
-        raise MalformedFileError(f"WebP RIFF size {riff_size} does not fit a {len(data)}-byte file")
-    out: list[Chunk] = []
-    pos = 12
-    while pos < riff_end:
-        if pos + 8 > riff_end:
-            raise MalformedFileError(f"WebP chunk header truncated at offset {pos}")
-        fourcc, size = struct.unpack_from("<4sI", data, pos)
-        end = pos + 8 + size + (size & 1)
-        if end > riff_end:
-            raise MalformedFileError(
-                f"WebP chunk {fourcc!r} at offset {pos} declares {size} bytes, beyond RIFF"
-            )
-        out.append(Chunk(fourcc, pos, end))
-        pos = end
-    if not out:
-        raise MalformedFileError("WebP has no chunks")
-    return out, riff_end
+    chunks, riff_end = riff.walk(data, b"WEBP", "WebP")
+    if (riff_end - 8) % 2:
+        raise MalformedFileError(f"WebP RIFF size {riff_end - 8} is odd")
+    return chunks, riff_end
 
 
 def read_xmp(data: bytes) -> bytes | None:
@@ -92,7 +64,7 @@ def _vp8x_for(chunk: Chunk, data: bytes) -> bytes:
 
 def write_xmp(data: bytes, packet: bytes) -> bytes:
     chunks, riff_end = walk(data)
-    new = b"XMP " + struct.pack("<I", len(packet)) + packet + (b"\x00" if len(packet) & 1 else b"")
+    new = riff.chunk(b"XMP ", packet)
     view = memoryview(data)  # slices of a view are not copies; the final join copies once
     parts: list[bytes | memoryview] = []
     if chunks[0].fourcc == b"VP8X":

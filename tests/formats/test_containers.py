@@ -22,7 +22,9 @@ def test_registry_has_the_image_formats() -> None:
 
 
 def test_detect_rejects_unknown_bytes() -> None:
-    with pytest.raises(UnsupportedFormatError, match="supported: gif, jpeg, png, webp"):
+    with pytest.raises(
+        UnsupportedFormatError, match="supported: docx, flac, gif, jpeg, mp3, mp4, ogg, pdf, png, wav, webp"
+    ):
         detect(b"BM6\x00\x00\x00....")
 
 

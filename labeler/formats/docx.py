@@ -1,0 +1,203 @@
+"""Office Open XML (DOCX, XLSX, PPTX): the GB record is the custom document property ``AIGC``
+in ``docProps/custom.xml`` (the file Word shows under File > Properties > Custom).
+
+The package is rewritten member by member with the same names, order, dates and compression.
+The digest covers the decompressed content of every member except the three that adding a
+custom property touches (``docProps/custom.xml``, ``[Content_Types].xml``, ``_rels/.rels``).
+Untrusted packages are bounded: member count, declared sizes, and no DTDs in the XML we parse.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import struct
+import xml.etree.ElementTree as ET
+import zipfile
+from xml.sax.saxutils import escape
+
+from ..errors import MalformedFileError, UnsupportedFormatError
+from .base import ContainerFormat, no_xmp, register, xmp_unsupported
+
+NAME = "AIGC"
+CUSTOM = "docProps/custom.xml"
+TYPES = "[Content_Types].xml"
+RELS = "_rels/.rels"
+NS_PROPS = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properties"
+NS_VT = "http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes"
+NS_TYPES = "http://schemas.openxmlformats.org/package/2006/content-types"
+NS_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
+CUSTOM_TYPE = "application/vnd.openxmlformats-officedocument.custom-properties+xml"
+CUSTOM_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/custom-properties"
+FMTID = "{D5CDD505-2E9C-101B-9397-08002B2CF9AE}"  # the one FMTID Office uses for custom properties
+MAX_MEMBERS = 10_000
+MAX_TOTAL = 1 << 30  # declared uncompressed bytes
+MAX_XML = 16 << 20
+
+
+def accept(prefix: bytes) -> bool:
+    return prefix[:4] == b"PK\x03\x04"
+
+
+def _open(data: bytes) -> zipfile.ZipFile:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
+        raise MalformedFileError(f"not a readable ZIP package: {exc}") from None
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_TOTAL:
+        raise MalformedFileError("ZIP package is too large (members or declared sizes)")
+    if TYPES not in zf.NameToInfo:
+        raise UnsupportedFormatError("ZIP without [Content_Types].xml: not an Office Open XML document")
+    return zf
+
+
+def _read(zf: zipfile.ZipFile, name: str, limit: int | None = None) -> bytes:
+    info = zf.getinfo(name)
+    if limit is not None and info.file_size > limit:
+        raise MalformedFileError(f"{name} is larger than {limit} bytes")
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
+        raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
+
+
+def _xml(raw: bytes, name: str) -> ET.Element:
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise MalformedFileError(f"{name} declares a DOCTYPE/ENTITY; refused (no entity expansion)")
+    try:
+        raw.decode("utf-8")
+        return ET.fromstring(raw)
+    except (ET.ParseError, UnicodeDecodeError, ValueError) as exc:
+        raise MalformedFileError(f"{name} is not well-formed UTF-8 XML: {exc}") from None
+
+
+def read_record(data: bytes) -> str | None:
+    with _open(data) as zf:
+        if CUSTOM not in zf.NameToInfo:
+            return None
+        root = _xml(_read(zf, CUSTOM, MAX_XML), CUSTOM)
+    for prop in root.findall(f"{{{NS_PROPS}}}property"):
+        if prop.get("name") == NAME:
+            return "".join(prop.itertext())
+    return None
+
+
+def _emit(elem: ET.Element) -> str:
+    """Serialise a parsed element under custom.xml's own prefixes (props default, ``vt:``)."""
+    uri, _, local = elem.tag[1:].partition("}") if elem.tag.startswith("{") else ("", "", elem.tag)
+    declare = ""
+    if uri == NS_VT:
+        name = f"vt:{local}"
+    elif uri in (NS_PROPS, ""):
+        name = local
+    else:
+        name, declare = f"x:{local}", f' xmlns:x="{escape(uri)}"'
+    attrs = "".join(
+        f' {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in elem.attrib.items() if "{" not in k
+    )
+    inner = escape(elem.text or "") + "".join(_emit(child) + escape(child.tail or "") for child in elem)
+    return f"<{name}{declare}{attrs}>{inner}</{name}>"
+
+
+def _custom_xml(existing: bytes | None, record: str) -> bytes:
+    """custom.xml with every property but ours kept as written and ours (re)placed last."""
+    kept: list[str] = []
+    pid = 1
+    if existing is not None:
+        root = _xml(existing, CUSTOM)
+        for prop in root.findall(f"{{{NS_PROPS}}}property"):
+            if prop.get("name") == NAME:
+                continue
+            pid = max(pid, int(prop.get("pid", "1")) if prop.get("pid", "").isdigit() else 1)
+            kept.append(_emit(prop))
+    ours = (
+        f'<property fmtid="{FMTID}" pid="{pid + 1}" name="{NAME}">'
+        f"<vt:lpwstr>{escape(record)}</vt:lpwstr></property>"
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<Properties xmlns="{NS_PROPS}" xmlns:vt="{NS_VT}">{"".join(kept)}{ours}</Properties>'
+    ).encode()
+
+
+def _insert_before_close(raw: bytes, close: bytes, element: str, name: str) -> bytes:
+    at = raw.rfind(close)
+    if at >= 0:
+        return raw[:at] + element.encode("utf-8") + raw[at:]
+    end = raw.rstrip().rfind(b"/>")  # an empty root written as <Root .../>
+    if end < 0 or raw.rfind(b"<" + close[2:-1], 0, end) < 0:
+        raise MalformedFileError(f"{name} has no {close.decode()}")
+    return raw[:end] + b">" + element.encode("utf-8") + close + raw[end + 2 :]
+
+
+def _with_override(raw: bytes) -> bytes:
+    root = _xml(raw, TYPES)
+    if any(o.get("PartName") == "/" + CUSTOM for o in root.findall(f"{{{NS_TYPES}}}Override")):
+        return raw
+    return _insert_before_close(
+        raw, b"</Types>", f'<Override PartName="/{CUSTOM}" ContentType="{CUSTOM_TYPE}"/>', TYPES
+    )
+
+
+def _with_relationship(raw: bytes | None) -> bytes:
+    if raw is None:
+        raw = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Relationships xmlns="{NS_RELS}"/>'.encode()
+        )  # no rels yet
+    root = _xml(raw, RELS)
+    rels = root.findall(f"{{{NS_RELS}}}Relationship")
+    if any(r.get("Type") == CUSTOM_REL for r in rels):
+        return raw
+    ids = {r.get("Id") for r in rels}
+    rid = next(f"rId{n}" for n in range(len(ids) + 100, 1_000_000) if f"rId{n}" not in ids)
+    return _insert_before_close(
+        raw, b"</Relationships>", f'<Relationship Id="{rid}" Type="{CUSTOM_REL}" Target="{CUSTOM}"/>', RELS
+    )
+
+
+def write_record(data: bytes, record: str) -> bytes:
+    out = io.BytesIO()
+    with _open(data) as zin:
+        names = zin.NameToInfo
+        replaced = {
+            CUSTOM: _custom_xml(_read(zin, CUSTOM, MAX_XML) if CUSTOM in names else None, record),
+            TYPES: _with_override(_read(zin, TYPES, MAX_XML)),
+            RELS: _with_relationship(_read(zin, RELS, MAX_XML) if RELS in names else None),
+        }
+        with zipfile.ZipFile(out, "w") as zout:
+            for info in zin.infolist():
+                content = replaced.pop(info.filename, None)
+                zout.writestr(copy.copy(info), _read(zin, info.filename) if content is None else content)
+            for name, content in replaced.items():  # parts the package did not have yet
+                zout.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), content, zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def content_digest(data: bytes) -> bytes:
+    h = hashlib.sha256(b"ooxml")
+    with _open(data) as zf:
+        for name in sorted(zf.NameToInfo):
+            if name in (CUSTOM, TYPES, RELS):
+                continue
+            content = _read(zf, name)
+            h.update(struct.pack(">II", len(name.encode()), len(content)) + name.encode() + content)
+    return h.digest()
+
+
+FORMAT = register(
+    ContainerFormat(
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        (".docx", ".xlsx", ".pptx", ".docm"),
+        accept,
+        no_xmp,
+        xmp_unsupported,
+        content_digest,
+        read_record,
+        write_record=write_record,
+        record_slot="ooxml:docProps/custom.xml:AIGC",
+        kind="document",
+    )
+)

@@ -1,0 +1,83 @@
+"""FLAC: the GB record lives in the Vorbis comment block as ``AIGC=<json>``.
+
+mutagen rewrites the metadata blocks; the digest covers STREAMINFO and the audio frames that
+follow the last metadata block, which a tag edit leaves alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import MalformedFileError
+from . import tagging
+from .base import ContainerFormat, digest_ranges, no_xmp, register, xmp_unsupported
+
+FIELD = "AIGC"
+
+
+def accept(prefix: bytes) -> bool:
+    return prefix[:4] == b"fLaC"
+
+
+def blocks(data: bytes) -> tuple[list[tuple[int, int, int]], int]:
+    """([(block type, start of body, end of body)], offset of the first audio frame)."""
+    if data[:4] != b"fLaC":
+        raise MalformedFileError("not a FLAC stream (no fLaC marker)")
+    pos, out = 4, []
+    while True:
+        if pos + 4 > len(data):
+            raise MalformedFileError(f"FLAC metadata block header truncated at offset {pos}")
+        header = data[pos]
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        end = pos + 4 + size
+        if end > len(data):
+            raise MalformedFileError(
+                f"FLAC metadata block at offset {pos} declares {size} bytes, beyond the file"
+            )
+        out.append((header & 0x7F, pos + 4, end))
+        pos = end
+        if header & 0x80:
+            return out, pos
+
+
+def read_record(data: bytes) -> str | None:
+    def get(audio: Any) -> str | None:
+        values = audio.tags.get(FIELD) if audio.tags is not None else None
+        return str(values[0]) if values else None
+
+    return tagging.read(data, "mutagen.flac.FLAC", get)
+
+
+def write_record(data: bytes, record: str) -> bytes:
+    def change(audio: Any) -> dict[str, Any]:
+        if audio.tags is None:
+            audio.add_tags()
+        audio.tags[FIELD] = [record]
+        return {}
+
+    return tagging.edit(data, "mutagen.flac.FLAC", change)
+
+
+def content_digest(data: bytes) -> bytes:
+    found, audio_start = blocks(data)
+    streaminfo = [(start, end) for kind, start, end in found if kind == 0]
+    if len(streaminfo) != 1:
+        raise MalformedFileError("FLAC needs exactly one STREAMINFO block")
+    return digest_ranges(data, [*streaminfo, (audio_start, len(data))], prefix=b"flac")
+
+
+FORMAT = register(
+    ContainerFormat(
+        "flac",
+        "audio/flac",
+        (".flac",),
+        accept,
+        no_xmp,
+        xmp_unsupported,
+        content_digest,
+        read_record,
+        write_record=write_record,
+        record_slot="vorbis-comment:AIGC",
+        kind="audio",
+    )
+)

@@ -1,0 +1,285 @@
+"""MP4 / MOV: the GB record is the metadata key ``AIGC`` in ``moov/udta/meta`` (handler
+``mdta``, ``keys`` + ``ilst``), where ``ffmpeg -movflags use_metadata_tags`` puts its keys.
+
+No sample is touched. Growing ``moov`` moves whatever follows it, so when ``moov`` precedes
+the media ("fast start"), every chunk offset (``stco`` / ``co64``) behind it is shifted by the
+same amount. The digest is the SHA-256 of the file with the ``AIGC`` key taken out again;
+:func:`stage` puts the file in that canonical form first (an empty ``mdta`` meta box), so
+adding and removing our key are exact inverses and the digest is the same before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from ..errors import MalformedFileError, UnsupportedFormatError
+from .base import ContainerFormat, no_xmp, register, xmp_unsupported
+
+KEY = b"AIGC"
+_NOT_VIDEO = {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis", b"hevc", b"crx "}
+_CHUNK_PATH = {b"trak", b"mdia", b"minf", b"stbl"}  # containers on the way to stco / co64
+MAX_DEPTH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    type: bytes
+    start: int
+    body: int  #: start of the payload, after the (8- or 16-byte) header
+    end: int
+
+
+def accept(prefix: bytes) -> bool:
+    return prefix[4:8] == b"ftyp" and prefix[8:12] not in _NOT_VIDEO
+
+
+def boxes(data: bytes, start: int, end: int) -> list[Box]:
+    """The boxes laid end to end in ``data[start:end]``; a zero tail under 8 bytes is padding."""
+    out, pos = [], start
+    while pos < end:
+        if end - pos < 8:
+            if any(data[pos:end]):
+                raise MalformedFileError(f"MP4 box header truncated at offset {pos}")
+            break
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if end - pos < 16:
+                raise MalformedFileError(f"MP4 large box header truncated at offset {pos}")
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise MalformedFileError(
+                f"MP4 box {kind!r} at offset {pos} declares {size} bytes, beyond its parent"
+            )
+        out.append(Box(kind, pos, pos + header, pos + size))
+        pos += size
+    return out
+
+
+def box(kind: bytes, payload: bytes) -> bytes:
+    if len(payload) + 8 > 0xFFFFFFFF:
+        return struct.pack(">I4sQ", 1, kind, len(payload) + 16) + payload
+    return struct.pack(">I4s", len(payload) + 8, kind) + payload
+
+
+def _moov(data: bytes) -> tuple[list[Box], Box]:
+    top = boxes(data, 0, len(data))
+    moovs = [b for b in top if b.type == b"moov"]
+    if not top or top[0].type != b"ftyp" or len(moovs) != 1:
+        raise MalformedFileError("MP4 needs an ftyp box first and exactly one moov box")
+    return top, moovs[0]
+
+
+def _meta_children(data: bytes, meta: Box) -> tuple[bytes, list[Box]]:
+    """(version/flags prefix or b"" for QuickTime-style meta, children)."""
+    full = data[meta.body + 4 : meta.body + 8] != b"hdlr"  # QuickTime's meta has no version/flags
+    start = meta.body + 4 if full else meta.body
+    return data[meta.body : start], boxes(data, start, meta.end)
+
+
+def _is_mdta(data: bytes, meta: Box) -> bool:
+    _, kids = _meta_children(data, meta)
+    return any(k.type == b"hdlr" and data[k.body + 8 : k.body + 12] == b"mdta" for k in kids)
+
+
+def _keys(data: bytes, keys: Box) -> list[bytes]:
+    """Raw key entries (namespace + name), in index order."""
+    if keys.end - keys.body < 8:
+        raise MalformedFileError("MP4 keys box truncated")
+    (count,) = struct.unpack_from(">I", data, keys.body + 4)
+    out, pos = [], keys.body + 8
+    for _ in range(count):
+        if pos + 8 > keys.end:
+            raise MalformedFileError("MP4 keys entry truncated")
+        (size,) = struct.unpack_from(">I", data, pos)
+        if size < 8 or pos + size > keys.end:
+            raise MalformedFileError("MP4 keys entry size out of range")
+        out.append(data[pos + 4 : pos + size])
+        pos += size
+    return out
+
+
+def _item_value(data: bytes, item: Box) -> bytes | None:
+    for child in boxes(data, item.body, item.end):
+        if child.type == b"data" and child.end - child.body >= 8:
+            return data[child.body + 8 : child.end]
+    return None
+
+
+def _find(data: bytes) -> tuple[Box, Box, Box | None] | None:
+    """(moov, the mdta meta box, its udta or None if directly in moov) holding our key, if any."""
+    _, moov = _moov(data)
+    for child in boxes(data, moov.body, moov.end):
+        candidates: list[tuple[Box, Box | None]] = []
+        if child.type == b"udta":
+            candidates = [(m, child) for m in boxes(data, child.body, child.end) if m.type == b"meta"]
+        elif child.type == b"meta":
+            candidates = [(child, None)]
+        for meta, udta in candidates:
+            if _is_mdta(data, meta):
+                return moov, meta, udta
+    return None
+
+
+def read_record(data: bytes) -> str | None:
+    found = _find(data)
+    if found is None:
+        return None
+    _, meta, _ = found
+    _, kids = _meta_children(data, meta)
+    keys = next((k for k in kids if k.type == b"keys"), None)
+    ilst = next((k for k in kids if k.type == b"ilst"), None)
+    if keys is None or ilst is None:
+        return None
+    names = _keys(data, keys)
+    if b"mdta" + KEY not in names:
+        return None
+    index = names.index(b"mdta" + KEY) + 1
+    for item in boxes(data, ilst.body, ilst.end):
+        if int.from_bytes(item.type, "big") == index:
+            value = _item_value(data, item)
+            return None if value is None else value.decode("utf-8", "replace")
+    return None
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _new_meta(data: bytes, meta: Box | None, record: str | None) -> bytes:
+    """The mdta meta box with our key removed, then (given ``record``) appended last."""
+    prefix, kids = (b"\x00\x00\x00\x00", []) if meta is None else _meta_children(data, meta)
+    names: list[bytes] = []
+    items: list[tuple[int, bytes]] = []  # (index, payload)
+    for k in kids:
+        if k.type == b"keys":
+            names = _keys(data, k)
+        elif k.type == b"ilst":
+            items = [
+                (int.from_bytes(i.type, "big"), data[i.body : i.end]) for i in boxes(data, k.body, k.end)
+            ]
+    if b"mdta" + KEY in names:
+        gone = names.index(b"mdta" + KEY) + 1
+        names.remove(b"mdta" + KEY)
+        items = [(i - 1 if i > gone else i, p) for i, p in items if i != gone]
+    if record is not None:
+        names.append(b"mdta" + KEY)
+        value = record.encode("utf-8")
+        items.append((len(names), box(b"data", struct.pack(">II", 1, 0) + value)))
+    keys = box(
+        b"keys",
+        struct.pack(">II", 0, len(names)) + b"".join(struct.pack(">I", len(n) + 4) + n for n in names),
+    )
+    ilst = box(b"ilst", b"".join(box(i.to_bytes(4, "big"), p) for i, p in items))
+    hdlr = box(b"hdlr", b"\x00" * 8 + b"mdta" + b"\x00" * 13)
+    if not kids:
+        return box(b"meta", prefix + hdlr + keys + ilst)
+    parts: list[bytes] = []
+    for k in kids:  # keys and ilst go right after hdlr; every other child stays as it was
+        if k.type not in (b"keys", b"ilst"):
+            parts.append(data[k.start : k.end])
+        if k.type == b"hdlr":
+            parts += [keys, ilst]
+    return box(b"meta", prefix + b"".join(parts))
+
+
+def _shift_chunk_offsets(
+    buf: bytearray, start: int, end: int, after: int, delta: int, depth: int = 0
+) -> None:
+    """Add ``delta`` to every stco/co64 entry >= ``after`` in the boxes of ``buf[start:end]``."""
+    if depth > MAX_DEPTH:
+        raise MalformedFileError("MP4 boxes nested too deeply")
+    for b in boxes(bytes(buf[start:end]), 0, end - start):
+        body, stop = start + b.body, start + b.end
+        if b.type in _CHUNK_PATH:
+            _shift_chunk_offsets(buf, body, stop, after, delta, depth + 1)
+        elif b.type in (b"stco", b"co64"):
+            width, fmt = (4, ">I") if b.type == b"stco" else (8, ">Q")
+            (count,) = struct.unpack_from(">I", buf, body + 4)
+            if body + 8 + count * width > stop:
+                raise MalformedFileError(f"MP4 {b.type.decode()} entry count overruns its box")
+            for pos in range(body + 8, body + 8 + count * width, width):
+                (offset,) = struct.unpack_from(fmt, buf, pos)
+                if offset >= after:
+                    if offset + delta >= 1 << (8 * width):
+                        raise UnsupportedFormatError("MP4 chunk offset overflows stco; remux with co64")
+                    struct.pack_into(fmt, buf, pos, offset + delta)
+
+
+def _edit(data: bytes, record: str | None) -> bytes:
+    top, moov = _moov(data)
+    found = _find(data)
+    kids = boxes(data, moov.body, moov.end)
+    tail = data[kids[-1].end if kids else moov.body : moov.end]
+    parts: list[bytes] = []
+    if found is not None:
+        _, meta, udta = found
+        for child in kids:
+            if udta is not None and child.start == udta.start:
+                inner = b"".join(
+                    _new_meta(data, meta, record) if m.start == meta.start else data[m.start : m.end]
+                    for m in boxes(data, child.body, child.end)
+                )
+                parts.append(box(b"udta", inner + data[_last_end(data, child) : child.end]))
+            elif child.start == meta.start:
+                parts.append(_new_meta(data, meta, record))
+            else:
+                parts.append(data[child.start : child.end])
+    else:
+        udtas = [c for c in kids if c.type == b"udta"]
+        for child in kids:
+            if udtas and child.start == udtas[0].start:
+                inner = data[child.body : child.end]
+                parts.append(box(b"udta", inner + _new_meta(data, None, record)))
+            else:
+                parts.append(data[child.start : child.end])
+        if not udtas:
+            parts.append(box(b"udta", _new_meta(data, None, record)))
+    new = bytearray(box(b"moov", b"".join(parts) + tail))
+    delta = len(new) - (moov.end - moov.start)
+    if delta:
+        later = [b.type for b in top if b.start > moov.start]
+        if any(b.type == b"mvex" for b in kids) and any(t in (b"moof", b"mdat", b"sidx") for t in later):
+            raise UnsupportedFormatError("fragmented MP4 with moov before the fragments: not supported")
+        _shift_chunk_offsets(new, 8, len(new), moov.end, delta)
+    return b"".join((data[: moov.start], new, data[moov.end :]))
+
+
+def _last_end(data: bytes, container: Box) -> int:
+    kids = boxes(data, container.body, container.end)
+    return kids[-1].end if kids else container.body
+
+
+def write_record(data: bytes, record: str) -> bytes:
+    return _edit(stage(data), record)
+
+
+def stage(data: bytes) -> bytes:
+    """The canonical unlabelled form: an mdta meta box in udta, without our key."""
+    return _edit(data, None)
+
+
+def content_digest(data: bytes) -> bytes:
+    return hashlib.sha256(_edit(data, None)).digest()
+
+
+FORMAT = register(
+    ContainerFormat(
+        "mp4",
+        "video/mp4",
+        (".mp4", ".m4v", ".mov", ".m4a", ".3gp"),
+        accept,
+        no_xmp,
+        xmp_unsupported,
+        content_digest,
+        read_record,
+        stage,
+        write_record=write_record,
+        record_slot="mp4:udta/meta/keys:AIGC",
+        kind="video",
+    )
+)
