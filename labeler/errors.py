@@ -14,6 +14,7 @@ __all__ = [
     "LabelerError",
     "MalformedFileError",
     "SigningKeyError",
+    "ToolNotFoundError",
     "UnsupportedFormatError",
 ]
 
@@ -48,3 +49,7 @@ class LabelTooLargeError(LabelerError):
 
 class AlreadyLabeledError(LabelerError):
     """The content already carries an AIGC label and the caller asked not to replace it."""
+
+
+class ToolNotFoundError(LabelerError):
+    """An external program this operation needs (e.g. ffmpeg for video labels) is not installed."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .aigc import check_charset
+from .audio import RhythmStyle
 from .errors import ConfigError, InvalidRecordError
 from .identifiers import ProviderCode, validate_filing_number, validate_provider_code
 from .signing import SigningKey
@@ -57,6 +58,7 @@ class LabelPolicy:
     label_text_en: str = "AI-generated"
     language: Literal["zh", "en"] = "zh"
     visible: VisibleStyle = field(default_factory=VisibleStyle)
+    audio: RhythmStyle = field(default_factory=RhythmStyle)
     signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +77,8 @@ class LabelPolicy:
         object.__setattr__(self, "label_text_en", check_label_text(self.label_text_en, "en"))
         if not isinstance(self.visible, VisibleStyle):
             raise ConfigError("visible must be a labeler.visible.VisibleStyle")
+        if not isinstance(self.audio, RhythmStyle):
+            raise ConfigError("audio must be a labeler.audio.RhythmStyle")
         if self.signing_key is not None and not isinstance(self.signing_key, SigningKey):
             raise ConfigError("signing_key must be a labeler.SigningKey")
         _ = self.producer  # fail now, not at the first label
@@ -129,6 +133,14 @@ class LabelPolicy:
                 data["visible"] = VisibleStyle(**visible)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"[labeler.visible]: {exc}") from None
+        audio = data.pop("audio", None)
+        if audio is not None:
+            if not isinstance(audio, Mapping):
+                raise ConfigError("audio must be a table (frequency, level_dbfs, unit_ms, position)")
+            try:
+                data["audio"] = RhythmStyle(**audio)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[labeler.audio]: {exc}") from None
         key_file = data.pop("key_file", None)
         if key_file:
             path = Path(key_file)
@@ -144,7 +156,9 @@ class LabelPolicy:
         if "provider_name" not in data:
             raise ConfigError("provider_name is required")
         for name, value in data.items():
-            if name not in ("signing_key", "visible") and not isinstance(value, str | tuple | type(None)):
+            if name not in ("signing_key", "visible", "audio") and not isinstance(
+                value, str | tuple | type(None)
+            ):
                 raise ConfigError(f"policy setting {name} must be a string")
         return cls(**data)
 
