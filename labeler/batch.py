@@ -21,7 +21,7 @@ from typing import Literal
 
 from .errors import LabelerError
 from .formats import detect
-from .labeling import has_label, label_image
+from .labeling import has_label, label_content
 from .policy import LabelPolicy
 from .text import (
     Position,
@@ -116,7 +116,7 @@ def plan(paths: Iterable[str | Path], out: Path | None) -> list[Task]:
 
 
 def _already_labeled(data: bytes, kind: str) -> bool:
-    if kind == "image":
+    if kind == "media":
         try:
             return has_label(data)
         except LabelerError:
@@ -135,7 +135,7 @@ def _kind(path: Path, data: bytes) -> str:
     if kind:
         return kind
     detect(data)  # raises UnsupportedFormatError with the list of formats
-    return "image"
+    return "media"  # pictures, audio, video, documents: labeling.label_content decides
 
 
 def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
@@ -148,13 +148,13 @@ def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
             return Outcome(task, "skipped", "output exists and is labeled")
         if not options.relabel and _already_labeled(data, kind):
             return Outcome(task, "skipped", "already labeled")
-        if kind == "image":
+        if kind == "media":
             c2pa = None
             if options.c2pa_cert and options.c2pa_key:
                 from .content_credentials import C2paConfig
 
                 c2pa = C2paConfig.from_files(options.c2pa_cert, options.c2pa_key)
-            out = label_image(data, policy, visible=options.visible, on_existing="replace", c2pa=c2pa)
+            out = label_content(data, policy, visible=options.visible, on_existing="replace", c2pa=c2pa)
         else:
             text = data.decode("utf-8")
             if kind == "markdown":

@@ -181,7 +181,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         fmt = detect(data)
         packet = fmt.read_xmp(data)
         label = read_label(packet) if packet else None
-        info.update(format=fmt.name, xmp=label.__dict__ if label else None)
+        info.update(format=fmt.name, kind=fmt.kind, xmp=label.__dict__ if label else None)
+        if label is None:
+            info[fmt.record_slot] = fmt.read_fallback(data)
     info["verdict"] = _verify_path(path, _trust(args)).to_dict()
     print(json.dumps(info, ensure_ascii=False, indent=2))
     return 0
@@ -259,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--visible",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="draw/add the visible label (default: yes)",
+        help="add the explicit label too (default: yes): drawn on pictures, prepended to text, "
+        "rhythm tones on audio, the opening 2 s of video (compressed audio and video need ffmpeg)",
     )
     p.add_argument(
         "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)"

@@ -12,6 +12,10 @@ GZipMiddleware does); the middleware object itself holds only configuration and 
   untouched, ``[DONE]`` stays last. The signed record binding the streamed text travels as a
   trailing SSE *comment*, which every conforming client ignores.
 * Images (``image/png|jpeg|webp|gif``): visible + implicit label + signature.
+* Audio (``audio/wav|mpeg|flac|ogg``, e.g. OpenAI ``audio/speech``), video (``video/mp4``) and
+  documents (PDF, DOCX): the record in the format's own tag, plus the rhythm label on audio and
+  the opening-frames label on video per ``visible_media``. Media are labelled in a worker
+  thread, so the event loop keeps serving other requests meanwhile.
 * Labelled responses carry ``AI-Generated: true``, ``AIGC`` (the GB record), ``AIGC-Filing-Number``
   and ``AIGC-Label`` (non-ASCII percent-encoded). ``GET /.well-known/aigc-label`` tells a UI what
   to show persistently.
@@ -30,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +59,15 @@ __all__ = ["LabelingMiddleware", "verify_response", "verify_stream"]
 logger = logging.getLogger("labeler.middleware")
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
+AUDIO_TYPES = {
+    "audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audio/mpeg", "audio/mp3",
+    "audio/flac", "audio/x-flac", "audio/ogg", "audio/opus",
+}  # fmt: skip
+OTHER_MEDIA_TYPES = {
+    "video/mp4", "video/quicktime", "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}  # fmt: skip
+MEDIA_TYPES = IMAGE_TYPES | AUDIO_TYPES | OTHER_MEDIA_TYPES
 STREAM_ADAPTERS: tuple[type[StreamAdapter], ...] = (
     openai_chat.ChatStream,
     openai_responses.ResponsesStream,
@@ -71,6 +85,7 @@ class LabelingMiddleware:
         *,
         text_position: Position = "start",
         visible_images: bool = True,
+        visible_media: bool | Literal["auto"] = "auto",
         include_paths: Sequence[str] | None = None,
         exclude_paths: Sequence[str] = (),
         fail_mode: Literal["closed", "open"] = "closed",
@@ -85,6 +100,9 @@ class LabelingMiddleware:
         self.policy = policy
         self.text_position = text_position
         self.visible_images = visible_images
+        #: audio/video explicit labels. "auto": WAV rhythm always; compressed audio and video
+        #: only where ffmpeg is installed. True: always (a missing ffmpeg is a labelling failure).
+        self.visible_media = visible_media
         self.include_paths = tuple(include_paths) if include_paths is not None else None
         self.exclude_paths = tuple(exclude_paths)
         self.fail_mode = fail_mode
@@ -179,7 +197,7 @@ class _Responder:
         self.mw = mw
         self.send: Send = _unset_send
         self.start: Message = {}
-        self.mode: Literal["pass", "json", "image", "sse", "discard"] = "pass"
+        self.mode: Literal["pass", "json", "media", "sse", "discard"] = "pass"
         self.buffer: list[bytes] = []
         self.size = 0
         self.parser = SSEParser()
@@ -215,11 +233,11 @@ class _Responder:
             await self.send(message)
         elif self.mode == "sse":
             await self._stream(message)
-        elif self.mode in ("json", "image"):
+        elif self.mode in ("json", "media"):
             await self._buffered(message)
         # "discard": a fail-closed error was already sent; the app's remaining body is dropped
 
-    def _mode(self, start: Message) -> Literal["pass", "json", "image", "sse"]:
+    def _mode(self, start: Message) -> Literal["pass", "json", "media", "sse"]:
         status = start.get("status", 200)
         if not 200 <= status < 300 or status in (204, 205):
             return "pass"
@@ -236,8 +254,8 @@ class _Responder:
             return "sse"
         if ctype == "application/json" or ctype.endswith("+json"):
             return "json"
-        if ctype in IMAGE_TYPES:
-            return "image"
+        if ctype in MEDIA_TYPES:
+            return "media"
         return "pass"
 
     # -- buffered bodies (JSON, images) -------------------------------------------------------------
@@ -255,7 +273,10 @@ class _Responder:
         raw = b"".join(self.buffer)
         self.buffer = []
         try:
-            labelled = self._label_json(raw) if self.mode == "json" else self._label_image(raw)
+            if self.mode == "json":
+                labelled = self._label_json(raw)
+            else:
+                labelled = await anyio.to_thread.run_sync(self._label_media, raw)
         except Exception as exc:
             await self._fail(f"{type(exc).__name__}: {exc}", None, raw)
             return
@@ -291,18 +312,36 @@ class _Responder:
         record = self.mw.record_for(hashlib.sha256(body).digest(), "json")
         return body, self.mw.label_headers(record.to_json()) + extra
 
-    def _label_image(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        from .labeling import label_image
+    def _label_media(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        from .labeling import label_content
 
-        out = label_image(
-            raw, self.mw.policy, visible=self.mw.visible_images, on_existing="keep", c2pa=self.mw.c2pa
+        fmt = detect(raw)
+        out = label_content(
+            raw,
+            self.mw.policy,
+            visible=self._visible(fmt.kind, fmt.name),
+            on_existing="keep",
+            c2pa=self.mw.c2pa if fmt.kind == "image" else None,
         )
-        packet = detect(out).read_xmp(out)
+        packet = fmt.read_xmp(out)
         label = read_label(packet) if packet else None
-        headers = self.mw.label_headers(label.aigc if label else None)
-        if self.mw.c2pa is not None and self.mw.add_headers:
+        headers = self.mw.label_headers(label.aigc if label else fmt.read_fallback(out))
+        if self.mw.c2pa is not None and fmt.kind == "image" and self.mw.add_headers:
             headers.append((b"aigc-c2pa", b"embedded"))  # C2PA Content Credentials are in the image
         return out, headers
+
+    def _visible(self, kind: str, name: str) -> bool:
+        if kind == "image":
+            return self.mw.visible_images
+        if kind == "document" or self.mw.visible_media is False:
+            return False
+        if self.mw.visible_media == "auto" and name != "wav":
+            from . import ffmpeg
+
+            if not ffmpeg.available():
+                self.mw.stats["implicit_only"] += 1
+                return False
+        return True
 
     async def _fail(self, reason: str, message: Message | None, raw: bytes | None = None) -> None:
         logger.warning("labeling failed (%s mode): %s", self.mw.fail_mode, reason)

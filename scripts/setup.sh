@@ -11,9 +11,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# exiftool: an independent reader of our labels; chromium + its driver: the demo's browser test.
+# exiftool: an independent reader of our labels; ffmpeg: video/compressed-audio explicit labels
+# and ffprobe, an independent reader of audio/video tags; chromium + its driver: the browser test.
 missing=()
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+if [ "${LABELER_SKIP_FFMPEG:-0}" != 1 ]; then
+  command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+fi
 if [ "${LABELER_SKIP_BROWSER:-0}" != 1 ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
@@ -29,6 +33,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-echo "setup: installing aigc-labeler[${EXTRAS:-dev,server,c2pa}] (editable)"
-.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,server,c2pa}]"
+echo "setup: installing aigc-labeler[${EXTRAS:-dev,server,c2pa,media}] (editable)"
+.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,server,c2pa,media}]"
 .venv/bin/python -c "import labeler; print('setup: labeler', labeler.__version__, 'ready')"

@@ -231,3 +231,36 @@ def test_demo_runs_and_verifies(tmp_path: Path) -> None:
     result = run("demo", "--walkthrough", "--out", "d", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "verify: verified" in result.stdout and "changed: altered" in result.stdout
+
+
+@pytest.mark.slow
+def test_apply_and_verify_audio_video_documents(tmp_path: Path, media: dict[str, bytes]) -> None:
+    """One batch over every non-image kind: explicit labels where the medium has one, the
+    record in each format's own slot, then ``verify`` says verified for all of them."""
+    assert run("keygen", "--out", "keys", cwd=tmp_path).returncode == 0
+    (tmp_path / "labeler.toml").write_text(
+        '[labeler]\nprovider_name = "ExampleAI"\nkey_file = "keys/labeler.pem"\n'
+        '[labeler.audio]\nfrequency = 1200\nposition = "both"\n',
+        encoding="utf-8",
+    )
+    names = {"wav": "speech.wav", "pdf": "report.pdf", "docx": "letter.docx"}
+    if "mp3" in media:
+        names.update({"mp3": "song.mp3", "flac": "take.flac", "mp4": "clip.mp4"})
+    for sample, name in names.items():
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(media[sample])
+    env = {"LABELER_CONFIG": str(tmp_path / "labeler.toml")}
+    result = run("apply", "in", "--in-place", "--jobs", "2", cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"{len(names)} labeled, 0 skipped (already labeled), 0 failed")
+    report = json.loads(run("verify", "--trust", "keys/labeler.pub.pem", "--json", "in", cwd=tmp_path).stdout)
+    assert {Path(r["path"]).name: r["status"] for r in report} == dict.fromkeys(names.values(), "verified")
+    wav = next(r for r in report if r["path"].endswith(".wav"))
+    assert wav["label_source"] == "riff:AIGC" and wav["notice"] == "confirmed"
+    from labeler.audio import RhythmStyle, find_rhythm_label
+
+    assert find_rhythm_label((tmp_path / "in/speech.wav").read_bytes(), RhythmStyle(frequency=1200)) == "both"
+    again = run("apply", "in", "--in-place", cwd=tmp_path, env=env)
+    assert again.stdout.strip().endswith(f"0 labeled, {len(names)} skipped (already labeled), 0 failed")
+    inspect = json.loads(run("inspect", "in/report.pdf", cwd=tmp_path).stdout)
+    assert inspect["kind"] == "document" and json.loads(inspect["pdf:Info/AIGC"])["AIGC"]["Label"] == "1"

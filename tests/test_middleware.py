@@ -253,6 +253,50 @@ def test_raw_image_response_is_labeled(policy: LabelPolicy, trust: TrustStore) -
 
 
 @pytest.mark.parametrize(
+    ("sample", "media_type", "slot"),
+    [
+        ("wav", "audio/wav", "riff:AIGC"),
+        ("mp3", "audio/mpeg", "id3:TXXX:AIGC"),
+        ("ogg-opus", "audio/ogg", "vorbis-comment:AIGC"),
+        ("mp4", "video/mp4", "mp4:udta/meta/keys:AIGC"),
+        ("pdf", "application/pdf", "pdf:Info/AIGC"),
+    ],
+)
+def test_audio_video_and_document_responses_are_labeled(
+    policy: LabelPolicy, trust: TrustStore, media: dict[str, bytes], sample: str, media_type: str, slot: str
+) -> None:
+    if sample not in media:
+        pytest.skip("needs ffmpeg to make the sample")
+    app = wrap(_app(Response(media[sample], media_type=media_type)), policy)
+    response = TestClient(app).get("/x")
+    verdict = verify(response.content, trust)
+    assert verdict.status is Status.VERIFIED and verdict.label_source == slot
+    assert response.headers["content-length"] == str(len(response.content))
+    assert response.headers["ai-generated"] == "true"
+    assert json.loads(response.headers["aigc"]) == json.loads(verdict.record.to_json())  # type: ignore[union-attr]
+    if sample == "wav":
+        from labeler.audio import find_rhythm_label
+
+        assert verdict.explicit_label and find_rhythm_label(response.content) == "start"
+
+
+def test_media_without_ffmpeg_gets_the_implicit_label_in_auto_mode(
+    policy: LabelPolicy, trust: TrustStore, media: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "mp3" not in media:
+        pytest.skip("needs ffmpeg to make the sample")
+    monkeypatch.setenv("LABELER_FFMPEG", "/nonexistent/ffmpeg")
+    auto = wrap(_app(Response(media["mp3"], media_type="audio/mpeg")), policy)
+    response = TestClient(auto).get("/x")
+    assert verify(response.content, trust).status is Status.VERIFIED
+    assert response.content.endswith(media["mp3"][-1000:])  # not re-encoded
+    assert auto.stats["implicit_only"] == 1
+    strict = wrap(_app(Response(media["mp3"], media_type="audio/mpeg")), policy, visible_media=True)
+    failed = TestClient(strict).get("/x")
+    assert failed.status_code == 500 and "ffmpeg" in failed.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
     "response",
     [
         PlainTextResponse("plain text"),
