@@ -113,6 +113,33 @@ async def test_images_b64_json_are_fully_labeled(demo: LabelingMiddleware, trust
         assert verdict.status is Status.VERIFIED and verdict.notice == "confirmed"
 
 
+@pytest.mark.parametrize("response_format", ["wav", "mp3"])
+async def test_audio_speech_through_the_sdk_is_labeled(
+    demo: LabelingMiddleware, trust: TrustStore, response_format: str
+) -> None:
+    """OpenAI ``audio/speech``: the SDK gets bytes with the rhythm label and the signed record."""
+    from labeler import ffmpeg
+
+    if response_format != "wav" and not ffmpeg.available():
+        pytest.skip("mp3 needs ffmpeg (CI installs it)")
+    client, _ = sdk(demo)
+    reply = await client.audio.speech.with_raw_response.create(
+        model="tts-demo",
+        voice="alloy",
+        input="你好，世界",
+        response_format=response_format,  # type: ignore[arg-type]
+    )
+    audio = reply.content
+    verdict = verify(audio, trust)
+    assert verdict.status is Status.VERIFIED
+    assert verdict.media_format == response_format and reply.headers["ai-generated"] == "true"
+    assert reply.headers["content-type"] == ("audio/wav" if response_format == "wav" else "audio/mpeg")
+    if response_format == "wav":
+        from labeler.audio import find_rhythm_label
+
+        assert find_rhythm_label(audio) == "start"
+
+
 def _anthropic(app: object) -> anthropic.AsyncAnthropic:
     # anthropic 2.x runs on httpx2, a fork of httpx with the same in-process ASGI transport
     import httpx2

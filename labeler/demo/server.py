@@ -1,8 +1,9 @@
-"""The demo model server: OpenAI-compatible (chat, Responses, Images) and Anthropic Messages.
+"""The demo model server: OpenAI-compatible (chat, Responses, Images, audio speech) and
+Anthropic Messages.
 
 A deterministic generator, not a model: the answer depends only on the prompt, in Chinese when
-the prompt has Chinese characters, else in English, streamed token by token. Images are
-procedural. ``create_app()`` is the bare server (also a realistic upstream in tests);
+the prompt has Chinese characters, else in English, streamed token by token. Images and
+speech are procedural. ``create_app()`` is the bare server (also a realistic upstream in tests);
 ``labeled_app(policy)`` wraps it in :class:`LabelingMiddleware` with the chat page.
 """
 
@@ -18,14 +19,17 @@ from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..errors import ToolNotFoundError
 from ..middleware import LabelingMiddleware
 from ..policy import LabelPolicy
 from .images import generate_image
+from .speech import FORMATS, synthesize
 
 MODEL = "labeler-demo-model"
 _ids = itertools.count(1)
@@ -297,6 +301,17 @@ def create_app(token_delay: float = 0.03) -> Starlette:
         prompt = request.query_params.get("prompt", "demo")
         return Response(generate_image(prompt, (512, 512), "PNG"), media_type="image/png")
 
+    async def speech(request: Request) -> Response:
+        body = await request.json()
+        fmt = str(body.get("response_format") or "mp3")
+        if fmt not in FORMATS:
+            return _error(f"demo speech supports response_format {', '.join(FORMATS)}")
+        try:
+            audio, media_type = await anyio.to_thread.run_sync(synthesize, str(body.get("input", "")), fmt)
+        except ToolNotFoundError:
+            return _error(f"{fmt} needs ffmpeg on the demo server; ask for response_format wav")
+        return Response(audio, media_type=media_type)
+
     async def models(request: Request) -> Response:
         return JSONResponse(
             {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "labeler-demo"}]}
@@ -313,9 +328,14 @@ def create_app(token_delay: float = 0.03) -> Starlette:
             Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/messages", messages, methods=["POST"]),
             Route("/v1/images/generations", images_generate, methods=["POST"]),
+            Route("/v1/audio/speech", speech, methods=["POST"]),
             Route("/demo/image.png", image_file),
         ]
     )
+
+
+def _error(message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=400)
 
 
 def labeled_app(policy: LabelPolicy, token_delay: float = 0.03, **options: Any) -> LabelingMiddleware:
