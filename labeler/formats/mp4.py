@@ -3,9 +3,9 @@
 
 No sample is touched. Growing ``moov`` moves whatever follows it, so when ``moov`` precedes
 the media ("fast start"), every chunk offset (``stco`` / ``co64``) behind it is shifted by the
-same amount. The digest is the SHA-256 of the file with the ``AIGC`` key taken out again;
-:func:`stage` puts the file in that canonical form first (an empty ``mdta`` meta box), so
-adding and removing our key are exact inverses and the digest is the same before and after.
+same amount. The digest is the SHA-256 of the file in canonical form (:func:`stage`: an
+``mdta`` meta box without our key); adding and removing our key are exact inverses, so the
+digest is the same before and after labelling.
 """
 
 from __future__ import annotations
@@ -210,7 +210,9 @@ def _shift_chunk_offsets(
                     struct.pack_into(fmt, buf, pos, offset + delta)
 
 
-def _edit(data: bytes, record: str | None) -> bytes:
+def _rewrite(data: bytes, record: str | None) -> tuple[Box, bytes]:
+    """(the moov box, its replacement): our key removed, then (given ``record``) added last,
+    chunk offsets behind moov shifted by the change in size. Only moov is copied."""
     top, moov = _moov(data)
     found = _find(data)
     kids = boxes(data, moov.body, moov.end)
@@ -246,7 +248,15 @@ def _edit(data: bytes, record: str | None) -> bytes:
         if any(b.type == b"mvex" for b in kids) and any(t in (b"moof", b"mdat", b"sidx") for t in later):
             raise UnsupportedFormatError("fragmented MP4 with moov before the fragments: not supported")
         _shift_chunk_offsets(new, 8, len(new), moov.end, delta)
-    return b"".join((data[: moov.start], new, data[moov.end :]))
+    return moov, bytes(new)
+
+
+def _edit(data: bytes, record: str | None) -> bytes:
+    moov, new = _rewrite(data, record)
+    view = memoryview(data)
+    if view[moov.start : moov.end] == new:
+        return data  # already in this form: no copy
+    return b"".join((view[: moov.start], new, view[moov.end :]))
 
 
 def _last_end(data: bytes, container: Box) -> int:
@@ -255,16 +265,23 @@ def _last_end(data: bytes, container: Box) -> int:
 
 
 def write_record(data: bytes, record: str) -> bytes:
-    return _edit(stage(data), record)
+    return _edit(data, record)  # the same bytes as on stage(data): removal comes first
 
 
 def stage(data: bytes) -> bytes:
-    """The canonical unlabelled form: an mdta meta box in udta, without our key."""
+    """The canonical unlabelled form: an mdta meta box in udta, without our key. Digests and
+    writes canonicalise by themselves, so labelling needs no separate staging copy."""
     return _edit(data, None)
 
 
 def content_digest(data: bytes) -> bytes:
-    return hashlib.sha256(_edit(data, None)).digest()
+    """SHA-256 of ``stage(data)``, hashed piecewise without building it."""
+    moov, new = _rewrite(data, None)
+    view = memoryview(data)
+    h = hashlib.sha256(view[: moov.start])
+    h.update(new)
+    h.update(view[moov.end :])
+    return h.digest()
 
 
 FORMAT = register(
@@ -277,7 +294,6 @@ FORMAT = register(
         xmp_unsupported,
         content_digest,
         read_record,
-        stage,
         write_record=write_record,
         record_slot="mp4:udta/meta/keys:AIGC",
         kind="video",
