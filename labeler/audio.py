@@ -24,6 +24,9 @@ __all__ = ["PATTERN", "RhythmStyle", "add_rhythm_label", "find_rhythm_label", "r
 PATTERN: tuple[tuple[int, int], ...] = ((1, 1), (3, 3), (1, 1), (1, 0))
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 RAMP_SECONDS = 0.005
+#: Bounds on what an untrusted fmt chunk may declare: the label's size is derived from them.
+MAX_RATE = 768_000
+MAX_CHANNELS = 32
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ def _fmt(data: bytes, chunks: list[riff.Chunk]) -> _Pcm:
     width = bits // 8
     if tag not in (_PCM, _FLOAT) or bits % 8 or not 1 <= width <= 4 or (tag == _FLOAT and width != 4):
         raise UnsupportedFormatError(f"rhythm labels need PCM or float WAV, not format {tag} at {bits} bits")
-    if channels < 1 or rate < 4000 or align != channels * width:
-        raise MalformedFileError("WAV fmt chunk is inconsistent")
+    if not 1 <= channels <= MAX_CHANNELS or not 4000 <= rate <= MAX_RATE or align != channels * width:
+        raise MalformedFileError("WAV fmt chunk is inconsistent (channels, sample rate or block align)")
     return _Pcm(tag, channels, rate, width)
 
 

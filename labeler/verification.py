@@ -178,19 +178,29 @@ def _verify_gb(data: bytes, trust: TrustStore | None) -> Verdict:
     token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
     if xmp is not None and xmp.provenance and record.ReservedCode1 and xmp.provenance != record.ReservedCode1:
         problems.append("XMP provenance differs from ReservedCode1 (ReservedCode1 used)")
-    verdict = judge_record(
-        record,
-        token,
-        lambda: _digest(data),
-        trust,
-        media_format=media_format,
-        label_source=source,
-        problems=problems,
-        explicit_label=explicit,
-    )
-    if record.ReservedCode2:
-        verdict = dataclasses.replace(
-            verdict, propagation=check_propagation(record, lambda: _digest(data), trust)
+    try:
+        verdict = judge_record(
+            record,
+            token,
+            lambda: _digest(data),
+            trust,
+            media_format=media_format,
+            label_source=source,
+            problems=problems,
+            explicit_label=explicit,
+        )
+        if record.ReservedCode2:
+            verdict = dataclasses.replace(
+                verdict, propagation=check_propagation(record, lambda: _digest(data), trust)
+            )
+    except LabelerError as exc:  # the label reads, but the content around it is broken
+        return Verdict(
+            Status.UNREADABLE,
+            media_format,
+            record,
+            label_source=source,
+            explicit_label=explicit,
+            problems=(*problems, f"content digest cannot be computed: {exc}"),
         )
     return verdict
 

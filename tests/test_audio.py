@@ -141,3 +141,11 @@ def test_compressed_audio_without_ffmpeg_is_a_clear_error(
     monkeypatch.setenv("LABELER_FFMPEG", "/nonexistent/ffmpeg")
     with pytest.raises(ToolNotFoundError, match="apt-get install ffmpeg"):
         add_rhythm_label_to(media["mp3"], "mp3")
+
+
+def test_a_huge_declared_sample_rate_is_refused_not_allocated() -> None:
+    """Found by fuzz/run: the label's length follows the header's rate, so the rate is bounded."""
+    data = bytearray(sine_wav(0.05, rate=8000))
+    data[24:28] = (0xFFFFFFF0).to_bytes(4, "little")  # fmt chunk: sample rate
+    with pytest.raises(LabelerError, match="sample rate"):
+        add_rhythm_label(bytes(data))

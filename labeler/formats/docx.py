@@ -15,6 +15,8 @@ import io
 import struct
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
+from collections.abc import Iterator
 from xml.sax.saxutils import escape
 
 from ..errors import MalformedFileError, UnsupportedFormatError
@@ -43,7 +45,7 @@ def accept(prefix: bytes) -> bool:
 def _open(data: bytes) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, struct.error, EOFError) as exc:
         raise MalformedFileError(f"not a readable ZIP package: {exc}") from None
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_TOTAL:
@@ -59,7 +61,17 @@ def _read(zf: zipfile.ZipFile, name: str, limit: int | None = None) -> bytes:
         raise MalformedFileError(f"{name} is larger than {limit} bytes")
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, NotImplementedError, EOFError) as exc:
+        raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
+
+
+def _blocks(zf: zipfile.ZipFile, name: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """A member's content in blocks, CRC-checked by zipfile at the end."""
+    try:
+        with zf.open(name) as src:
+            while block := src.read(size):
+                yield block
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, NotImplementedError, EOFError) as exc:
         raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
 
 
@@ -169,7 +181,12 @@ def write_record(data: bytes, record: str) -> bytes:
         with zipfile.ZipFile(out, "w") as zout:
             for info in zin.infolist():
                 content = replaced.pop(info.filename, None)
-                zout.writestr(copy.copy(info), _read(zin, info.filename) if content is None else content)
+                if content is not None:
+                    zout.writestr(copy.copy(info), content)
+                    continue
+                with zout.open(copy.copy(info), "w", force_zip64=info.file_size > 0x7FFFFFFF) as dst:
+                    for block in _blocks(zin, info.filename):  # streamed: a bomb never sits in memory
+                        dst.write(block)
             for name, content in replaced.items():  # parts the package did not have yet
                 zout.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), content, zipfile.ZIP_DEFLATED)
     return out.getvalue()
@@ -181,8 +198,12 @@ def content_digest(data: bytes) -> bytes:
         for name in sorted(zf.NameToInfo):
             if name in (CUSTOM, TYPES, RELS):
                 continue
-            content = _read(zf, name)
-            h.update(struct.pack(">II", len(name.encode()), len(content)) + name.encode() + content)
+            h.update(struct.pack(">I", len(name.encode())) + name.encode())
+            size = 0
+            for block in _blocks(zf, name):
+                h.update(block)
+                size += len(block)
+            h.update(struct.pack(">Q", size))
     return h.digest()
 
 

@@ -35,7 +35,7 @@ def accept(prefix: bytes) -> bool:
     return prefix[4:8] == b"ftyp" and prefix[8:12] not in _NOT_VIDEO
 
 
-def boxes(data: bytes, start: int, end: int) -> list[Box]:
+def boxes(data: bytes, start: int, end: int, top: bool = False) -> list[Box]:
     """The boxes laid end to end in ``data[start:end]``; a zero tail under 8 bytes is padding."""
     out, pos = [], start
     while pos < end:
@@ -50,7 +50,9 @@ def boxes(data: bytes, start: int, end: int) -> list[Box]:
                 raise MalformedFileError(f"MP4 large box header truncated at offset {pos}")
             (size,) = struct.unpack_from(">Q", data, pos + 8)
             header = 16
-        elif size == 0:
+        elif size == 0:  # "to the end of the file": only a top-level box may say so
+            if not top:
+                raise MalformedFileError(f"MP4 box {kind!r} at offset {pos} has size 0 inside a container")
             size = end - pos
         if size < header or pos + size > end:
             raise MalformedFileError(
@@ -68,7 +70,7 @@ def box(kind: bytes, payload: bytes) -> bytes:
 
 
 def _moov(data: bytes) -> tuple[list[Box], Box]:
-    top = boxes(data, 0, len(data))
+    top = boxes(data, 0, len(data), top=True)
     moovs = [b for b in top if b.type == b"moov"]
     if not top or top[0].type != b"ftyp" or len(moovs) != 1:
         raise MalformedFileError("MP4 needs an ftyp box first and exactly one moov box")

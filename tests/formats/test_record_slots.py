@@ -41,7 +41,7 @@ def _content_offset(data: bytes) -> int:
     """An offset inside the media payload proper (samples, frames, page content)."""
     fmt = detect(data)
     if fmt.name == "mp4":
-        top = mp4.boxes(data, 0, len(data))
+        top = mp4.boxes(data, 0, len(data), top=True)
         mdat = next(b for b in top if b.type == b"mdat")
         return (mdat.body + mdat.end) // 2
     if fmt.name == "pdf":
@@ -305,3 +305,61 @@ def test_zip_declaring_huge_members_is_refused() -> None:
     data[first + 24 : first + 28] = (0xFFFFFFF0).to_bytes(4, "little")
     with pytest.raises(MalformedFileError, match="too large"):
         docx.read_record(bytes(data))
+
+
+# -- regressions found by fuzz/run ------------------------------------------------------------
+
+
+def test_docx_with_a_corrupt_deflate_stream_is_malformed() -> None:
+    data = bytearray(make_docx("x" * 2000))
+    start = data.index(b"word/document.xml") + len("word/document.xml")
+    data[start + 10 : start + 20] = b"\xff" * 10  # inside the compressed member
+    with pytest.raises(MalformedFileError):
+        docx.content_digest(bytes(data))
+
+
+def test_label_that_reads_on_a_broken_container_is_unreadable_not_a_crash(
+    media: dict[str, bytes], policy: LabelPolicy
+) -> None:
+    out = label_bytes(media["pdf"], policy)
+    broken = out.replace(b"/Prev ", b"/Prev 9", 1)  # the label still reads, the revisions don't chain
+    verdict = verify(broken)
+    assert verdict.status in (Status.UNREADABLE, Status.ALTERED, Status.UNTRUSTED)
+    assert verdict.status is not Status.VERIFIED
+
+
+def test_mp4_nested_box_of_size_zero_is_malformed(media: dict[str, bytes]) -> None:
+    if "mp4" not in media:
+        pytest.skip("needs ffmpeg")
+    data = bytearray(media["mp4"])
+    _, moov = mp4._moov(bytes(data))
+    first = mp4.boxes(bytes(data), moov.body, moov.end)[0]
+    data[first.start : first.start + 4] = b"\x00\x00\x00\x00"
+    with pytest.raises(MalformedFileError, match="size 0 inside a container"):
+        mp4.write_record(bytes(data), RECORD_A)
+
+
+def test_docx_zip_bomb_is_streamed_not_held_in_memory() -> None:
+    import tracemalloc
+
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(make_docx()), "r") as src,
+        zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z,
+    ):
+        for info in src.infolist():
+            z.writestr(info, src.read(info))
+        with z.open("word/media/bomb.bin", "w") as dst:  # 96 MiB of zeros, ~100 KB compressed
+            for _ in range(96):
+                dst.write(bytes(1 << 20))
+    bomb = buf.getvalue()
+    assert len(bomb) < 1 << 20
+    tracemalloc.start()
+    try:
+        out = docx.write_record(bomb, RECORD_A)
+        docx.content_digest(out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 << 20, f"peak {peak / 1e6:.0f} MB"
+    assert docx.read_record(out) == RECORD_A

@@ -1,0 +1,139 @@
+"""The fuzz targets: one per parser we own. Each takes untrusted bytes; a :class:`LabelerError`
+is the expected, typed outcome of bad input, and anything else that escapes is a bug.
+``verify_*`` targets must not raise at all: verification answers every input with a verdict."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from labeler import verify
+from labeler.errors import LabelerError
+from labeler.formats import formats
+
+from . import seeds
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    run: Callable[[bytes], object]
+    seeds: Callable[[], list[bytes]]
+    allowed: tuple[type[BaseException], ...] = (LabelerError,)
+
+
+PACKET = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+RECORD = '{"AIGC":{"Label":"1","ContentProducer":"x"}}'
+
+
+def _container(name: str) -> Target:
+    fmt = next(f for f in formats() if f.name == name)
+
+    def run(data: bytes) -> None:
+        for op in (fmt.read_xmp, fmt.read_fallback, fmt.content_digest, fmt.stage):
+            with contextlib.suppress(LabelerError):
+                op(data)
+        try:
+            if fmt.write_record is not None:
+                out = fmt.write_record(data, RECORD)
+                assert fmt.read_fallback(out) == RECORD, "written record does not read back"
+            else:
+                staged = fmt.stage(data)
+                out = fmt.write_xmp(staged, PACKET)
+                assert fmt.read_xmp(out) == PACKET, "written packet does not read back"
+                assert fmt.content_digest(out) == fmt.content_digest(staged), "digest covers the slot"
+        except LabelerError:
+            pass
+
+    return Target(f"container:{name}", run, lambda: seeds.of_format(name))
+
+
+def _xmp(data: bytes) -> None:
+    from labeler.xmp import XmpLabel, read_label, write_label
+
+    label = read_label(data)
+    write_label(XmpLabel(aigc=RECORD), existing=data)
+    assert label is None or isinstance(label.aigc, str)
+
+
+def _aigc(data: bytes) -> None:
+    from labeler.aigc import AigcRecord
+
+    record = AigcRecord.from_json(data.decode("utf-8", "surrogateescape"))
+    assert AigcRecord.from_json(record.to_json()) == record, "record does not round-trip"
+
+
+def _token(data: bytes) -> None:
+    from labeler.provenance import parse_token
+
+    parse_token(data.decode("latin-1")).signature_valid()
+
+
+def _sse(data: bytes) -> None:
+    from labeler.sse import SSEParser
+
+    parser = SSEParser()
+    step = 1 + (data[0] % 7 if data else 0)
+    for i in range(0, len(data), step):
+        parser.feed(data[i : i + step])
+
+
+def _text(data: bytes) -> None:
+    from labeler.text import find_text_labels, markdown_record, read_text_mark, strip_text_mark, verify_text
+
+    text = data.decode("utf-8", "replace")
+    find_text_labels(text)
+    strip_text_mark(text)
+    markdown_record(text)
+    with contextlib.suppress(LabelerError):
+        read_text_mark(text)
+    verify_text(text)  # never raises
+
+
+def _rhythm(data: bytes) -> None:
+    from labeler.audio import add_rhythm_label, find_rhythm_label
+
+    try:
+        find_rhythm_label(data)
+    finally:
+        add_rhythm_label(data)
+
+
+def _sse_seeds() -> list[bytes]:
+    return [
+        b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n',
+        b'event: response.output_text.delta\r\ndata: {"delta":"x"}\r\n\r\n: comment\n\n',
+        b"id: 1\nretry: 10\ndata: a\ndata: b\n\n",
+    ]
+
+
+def _token_seeds() -> list[bytes]:
+    out = []
+    for record in seeds.records():
+        from labeler.aigc import AigcRecord
+
+        token = AigcRecord.from_json(record.decode()).ReservedCode1
+        if token:
+            out.append(token.encode())
+    return out or [b"aigcl1.e30.AA"]
+
+
+def _xmp_seeds() -> list[bytes]:
+    from labeler.xmp import XmpLabel, write_label
+
+    return [seeds.XMP, write_label(XmpLabel(aigc=RECORD, provenance="aigcl1.x.y"))]
+
+
+def all_targets() -> list[Target]:
+    containers = [_container(f.name) for f in formats()]
+    return [
+        *containers,
+        Target("xmp-reader", _xmp, _xmp_seeds),
+        Target("gb-aigc-json", _aigc, seeds.records),
+        Target("signature-token", _token, _token_seeds),
+        Target("sse-parser", _sse, _sse_seeds),
+        Target("text-label-detector", _text, seeds.texts),
+        Target("audio-rhythm", _rhythm, lambda: seeds.of_format("wav")),
+        Target("verify(any file)", lambda d: verify(d), lambda: list(seeds.files().values()), ()),
+    ]
