@@ -166,3 +166,16 @@ def build_samples(tmp: Path) -> dict[str, bytes]:
         )
         out["mov"] = make_video(tmp, "q.mov", 1)
     return out
+
+
+def change_docx_text(data: bytes, old: str = "报告", new: str = "报表") -> bytes:
+    """The package with one word of the document changed, every part still well-formed: a
+    single flipped byte would break a member's CRC instead (which reads as unreadable)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        parts = {i.filename: z.read(i) for i in z.infolist()}
+    parts["word/document.xml"] = parts["word/document.xml"].replace(old.encode(), new.encode())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for part, content in parts.items():
+            z.writestr(part, content)
+    return buf.getvalue()

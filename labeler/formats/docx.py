@@ -61,7 +61,15 @@ def _read(zf: zipfile.ZipFile, name: str, limit: int | None = None) -> bytes:
         raise MalformedFileError(f"{name} is larger than {limit} bytes")
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, NotImplementedError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        ValueError,
+        NotImplementedError,
+        EOFError,
+        RuntimeError,
+    ) as exc:
         raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
 
 
@@ -71,7 +79,15 @@ def _blocks(zf: zipfile.ZipFile, name: str, size: int = 1 << 20) -> Iterator[byt
         with zf.open(name) as src:
             while block := src.read(size):
                 yield block
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, NotImplementedError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        ValueError,
+        NotImplementedError,
+        EOFError,
+        RuntimeError,
+    ) as exc:
         raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
 
 

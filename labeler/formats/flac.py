@@ -1,18 +1,21 @@
 """FLAC: the GB record lives in the Vorbis comment block as ``AIGC=<json>``.
 
-mutagen rewrites the metadata blocks; the digest covers STREAMINFO and the audio frames that
-follow the last metadata block, which a tag edit leaves alone.
+mutagen rewrites the comment and padding blocks and keeps every other block byte for byte; the
+digest covers those other blocks (STREAMINFO, seek table, pictures...) and the audio frames.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from typing import Any
 
 from ..errors import MalformedFileError
 from . import tagging
-from .base import ContainerFormat, digest_ranges, no_xmp, register, xmp_unsupported
+from .base import ContainerFormat, no_xmp, register, xmp_unsupported
 
 FIELD = "AIGC"
+PADDING, COMMENT = 1, 4  #: metadata block types a tag edit rewrites
 
 
 def accept(prefix: bytes) -> bool:
@@ -59,11 +62,19 @@ def write_record(data: bytes, record: str) -> bytes:
 
 
 def content_digest(data: bytes) -> bytes:
+    """Every metadata block but the Vorbis comment (ours) and padding (what a tag edit grows or
+    shrinks), type byte and body, then the audio frames."""
     found, audio_start = blocks(data)
-    streaminfo = [(start, end) for kind, start, end in found if kind == 0]
-    if len(streaminfo) != 1:
-        raise MalformedFileError("FLAC needs exactly one STREAMINFO block")
-    return digest_ranges(data, [*streaminfo, (audio_start, len(data))], prefix=b"flac")
+    if [kind for kind, _, _ in found].count(0) != 1 or found[0][0] != 0:
+        raise MalformedFileError("FLAC needs exactly one STREAMINFO block, first")
+    h = hashlib.sha256(b"flac")
+    view = memoryview(data)
+    for kind, start, end in found:
+        if kind not in (COMMENT, PADDING):
+            h.update(struct.pack(">BI", kind, end - start))
+            h.update(view[start:end])
+    h.update(view[audio_start:])
+    return h.digest()
 
 
 FORMAT = register(
