@@ -47,3 +47,36 @@ def policy() -> LabelPolicy:
 
 def wrapped() -> LabelingMiddleware:
     return LabelingMiddleware(bare(), policy=policy())
+
+
+def load_target() -> object:
+    """The demo model server, labelled, as load_middleware.py drives it, plus ``GET /_debug``
+    (outside the middleware): live asyncio tasks, resident memory, the middleware's counters."""
+    import asyncio
+    import gc
+    import json
+
+    from labeler.demo.server import labeled_app
+
+    labeled = labeled_app(policy(), token_delay=0.002)
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["path"] == "/_debug":
+            gc.collect()
+            with open("/proc/self/status") as status:
+                rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+            body = json.dumps(
+                {"tasks": len(asyncio.all_tasks()), "rss_kb": rss_kb, "stats": dict(labeled.stats)}
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await labeled(scope, receive, send)
+
+    return app
