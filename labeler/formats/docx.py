@@ -36,6 +36,9 @@ FMTID = "{D5CDD505-2E9C-101B-9397-08002B2CF9AE}"  # the one FMTID Office uses fo
 MAX_MEMBERS = 10_000
 MAX_TOTAL = 1 << 30  # declared uncompressed bytes
 MAX_XML = 16 << 20
+#: What zipfile raises on hostile archives (unsupported versions and encryption included).
+_ZIP_FORMAT_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, EOFError, NotImplementedError)
+ZIP_ERRORS = (*_ZIP_FORMAT_ERRORS, OSError, ValueError, RuntimeError)
 
 
 def accept(prefix: bytes) -> bool:
@@ -45,7 +48,7 @@ def accept(prefix: bytes) -> bool:
 def _open(data: bytes) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, struct.error, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise MalformedFileError(f"not a readable ZIP package: {exc}") from None
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_TOTAL:
@@ -61,15 +64,7 @@ def _read(zf: zipfile.ZipFile, name: str, limit: int | None = None) -> bytes:
         raise MalformedFileError(f"{name} is larger than {limit} bytes")
     try:
         return zf.read(info)
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        OSError,
-        ValueError,
-        NotImplementedError,
-        EOFError,
-        RuntimeError,
-    ) as exc:
+    except ZIP_ERRORS as exc:
         raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
 
 
@@ -79,15 +74,7 @@ def _blocks(zf: zipfile.ZipFile, name: str, size: int = 1 << 20) -> Iterator[byt
         with zf.open(name) as src:
             while block := src.read(size):
                 yield block
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        OSError,
-        ValueError,
-        NotImplementedError,
-        EOFError,
-        RuntimeError,
-    ) as exc:
+    except ZIP_ERRORS as exc:
         raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
 
 

@@ -356,3 +356,12 @@ def test_docx_zip_bomb_is_streamed_not_held_in_memory() -> None:
         tracemalloc.stop()
     assert peak < 24 << 20, f"peak {peak / 1e6:.0f} MB"
     assert docx.read_record(out) == RECORD_A
+
+
+def test_zip_declaring_an_unsupported_version_is_malformed() -> None:
+    """Found by fuzz/run: zipfile raises NotImplementedError for 'zip file version 25.5'."""
+    data = bytearray(make_docx())
+    cd = data.index(b"PK\x01\x02")
+    data[cd + 6] = 0xFF  # version needed to extract
+    with pytest.raises(MalformedFileError):
+        docx.read_record(bytes(data))
