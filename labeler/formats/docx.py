@@ -53,6 +53,8 @@ def _open(data: bytes) -> zipfile.ZipFile:
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_TOTAL:
         raise MalformedFileError("ZIP package is too large (members or declared sizes)")
+    if len(zf.NameToInfo) != len(infos):  # readers disagree on which duplicate counts: refuse
+        raise MalformedFileError("ZIP package has duplicate member names")
     if TYPES not in zf.NameToInfo:
         raise UnsupportedFormatError("ZIP without [Content_Types].xml: not an Office Open XML document")
     return zf
@@ -181,17 +183,20 @@ def write_record(data: bytes, record: str) -> bytes:
             TYPES: _with_override(_read(zin, TYPES, MAX_XML)),
             RELS: _with_relationship(_read(zin, RELS, MAX_XML) if RELS in names else None),
         }
-        with zipfile.ZipFile(out, "w") as zout:
-            for info in zin.infolist():
-                content = replaced.pop(info.filename, None)
-                if content is not None:
-                    zout.writestr(copy.copy(info), content)
-                    continue
-                with zout.open(copy.copy(info), "w", force_zip64=info.file_size > 0x7FFFFFFF) as dst:
-                    for block in _blocks(zin, info.filename):  # streamed: a bomb never sits in memory
-                        dst.write(block)
-            for name, content in replaced.items():  # parts the package did not have yet
-                zout.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), content, zipfile.ZIP_DEFLATED)
+        try:
+            with zipfile.ZipFile(out, "w") as zout:
+                for info in zin.infolist():
+                    content = replaced.pop(info.filename, None)
+                    if content is not None:
+                        zout.writestr(copy.copy(info), content)
+                        continue
+                    with zout.open(copy.copy(info), "w", force_zip64=info.file_size > 0x7FFFFFFF) as dst:
+                        for block in _blocks(zin, info.filename):  # streamed: a bomb never sits in memory
+                            dst.write(block)
+                for name, content in replaced.items():  # parts the package did not have yet
+                    zout.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), content, zipfile.ZIP_DEFLATED)
+        except ZIP_ERRORS as exc:  # e.g. a member declaring a compression method we can't write
+            raise MalformedFileError(f"ZIP package could not be rewritten: {exc}") from None
     return out.getvalue()
 
 

@@ -365,3 +365,28 @@ def test_zip_declaring_an_unsupported_version_is_malformed() -> None:
     data[cd + 6] = 0xFF  # version needed to extract
     with pytest.raises(MalformedFileError):
         docx.read_record(bytes(data))
+
+
+def test_zip_member_with_an_unknown_compression_method_is_malformed() -> None:
+    """Found by fuzz/run: writing it back raised NotImplementedError."""
+    data = bytearray(make_docx())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # local header and central directory entry
+        at = data.index(header)
+        offset = 8 if header == b"PK\x03\x04" else 10
+        data[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+    with pytest.raises(MalformedFileError):
+        docx.write_record(bytes(data), RECORD_A)
+
+
+def test_zip_with_duplicate_member_names_is_refused() -> None:
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as z:
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(io.BytesIO(make_docx())) as src:
+            for info in src.infolist():
+                z.writestr(info, src.read(info))
+        z.writestr("word/document.xml", "<w:document/>")  # a second, different document part
+    with pytest.raises(MalformedFileError, match="duplicate"):
+        docx.content_digest(buf.getvalue())
