@@ -125,22 +125,19 @@ class LabelPolicy:
         for lang in ("zh", "en"):
             if lang in texts:
                 data[f"label_text_{lang}"] = texts[lang]
-        visible = data.pop("visible", None)
-        if visible is not None:
-            if not isinstance(visible, Mapping):
-                raise ConfigError("visible must be a table (placement, show_filing_number, ...)")
+        for name, style, keys in (
+            ("visible", VisibleStyle, "placement, show_filing_number, ..."),
+            ("audio", RhythmStyle, "frequency, level_dbfs, unit_ms, position"),
+        ):
+            table = data.pop(name, None)
+            if table is None:
+                continue
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{name} must be a table ({keys})")
             try:
-                data["visible"] = VisibleStyle(**visible)
+                data[name] = style(**table)
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"[labeler.visible]: {exc}") from None
-        audio = data.pop("audio", None)
-        if audio is not None:
-            if not isinstance(audio, Mapping):
-                raise ConfigError("audio must be a table (frequency, level_dbfs, unit_ms, position)")
-            try:
-                data["audio"] = RhythmStyle(**audio)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"[labeler.audio]: {exc}") from None
+                raise ConfigError(f"[labeler.{name}]: {exc}") from None
         key_file = data.pop("key_file", None)
         if key_file:
             path = Path(key_file)

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 
 from ..errors import UnsupportedFormatError
 
-__all__ = ["ContainerFormat", "detect", "digest_ranges", "formats", "no_xmp", "register", "xmp_unsupported"]
+__all__ = [
+    "ContainerFormat",
+    "detect",
+    "digest_ranges",
+    "formats",
+    "no_xmp",
+    "record_format",
+    "register",
+    "xmp_unsupported",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,26 @@ def no_xmp(data: bytes) -> bytes | None:
 
 def xmp_unsupported(data: bytes, packet: bytes) -> bytes:
     raise UnsupportedFormatError("this container carries the AIGC record in its own slot, not XMP")
+
+
+def record_format(
+    name: str,
+    mime_type: str,
+    extensions: tuple[str, ...],
+    kind: str,
+    *,
+    accept: Callable[[bytes], bool],
+    content_digest: Callable[[bytes], bytes],
+    read_record: Callable[[bytes], str | None],
+    write_record: Callable[[bytes, str], bytes],
+    slot: str,
+    stage: Callable[[bytes], bytes] = lambda data: data,
+) -> ContainerFormat:
+    """A container that keeps the GB record in its own slot (audio, video, documents)."""
+    return ContainerFormat(
+        name, mime_type, extensions, accept, no_xmp, xmp_unsupported, content_digest, read_record,
+        stage=stage, write_record=write_record, record_slot=slot, kind=kind,
+    )  # fmt: skip
 
 
 _REGISTRY: dict[str, ContainerFormat] = {}

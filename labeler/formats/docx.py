@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from xml.sax.saxutils import escape
 
 from ..errors import MalformedFileError, UnsupportedFormatError
-from .base import ContainerFormat, no_xmp, register, xmp_unsupported
+from .base import record_format, register
 
 NAME = "AIGC"
 CUSTOM = "docProps/custom.xml"
@@ -216,17 +216,15 @@ def content_digest(data: bytes) -> bytes:
 
 
 FORMAT = register(
-    ContainerFormat(
+    record_format(
         "docx",
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         (".docx", ".xlsx", ".pptx", ".docm"),
-        accept,
-        no_xmp,
-        xmp_unsupported,
-        content_digest,
-        read_record,
+        "document",
+        accept=accept,
+        content_digest=content_digest,
+        read_record=read_record,
         write_record=write_record,
-        record_slot="ooxml:docProps/custom.xml:AIGC",
-        kind="document",
+        slot="ooxml:docProps/custom.xml:AIGC",
     )
 )

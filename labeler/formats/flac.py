@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Any
 
 from ..errors import MalformedFileError
 from . import tagging
-from .base import ContainerFormat, no_xmp, register, xmp_unsupported
+from .base import record_format, register
 
 FIELD = "AIGC"
 PADDING, COMMENT = 1, 4  #: metadata block types a tag edit rewrites
@@ -44,21 +43,11 @@ def blocks(data: bytes) -> tuple[list[tuple[int, int, int]], int]:
 
 
 def read_record(data: bytes) -> str | None:
-    def get(audio: Any) -> str | None:
-        values = audio.tags.get(FIELD) if audio.tags is not None else None
-        return str(values[0]) if values else None
-
-    return tagging.read(data, "mutagen.flac.FLAC", get)
+    return tagging.read_comment(data, "mutagen.flac.FLAC", FIELD)
 
 
 def write_record(data: bytes, record: str) -> bytes:
-    def change(audio: Any) -> dict[str, Any]:
-        if audio.tags is None:
-            audio.add_tags()
-        audio.tags[FIELD] = [record]
-        return {}
-
-    return tagging.edit(data, "mutagen.flac.FLAC", change)
+    return tagging.write_comment(data, "mutagen.flac.FLAC", FIELD, record)
 
 
 def content_digest(data: bytes) -> bytes:
@@ -78,17 +67,15 @@ def content_digest(data: bytes) -> bytes:
 
 
 FORMAT = register(
-    ContainerFormat(
+    record_format(
         "flac",
         "audio/flac",
         (".flac",),
-        accept,
-        no_xmp,
-        xmp_unsupported,
-        content_digest,
-        read_record,
+        "audio",
+        accept=accept,
+        content_digest=content_digest,
+        read_record=read_record,
         write_record=write_record,
-        record_slot="vorbis-comment:AIGC",
-        kind="audio",
+        slot="vorbis-comment:AIGC",
     )
 )

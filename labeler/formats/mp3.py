@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import MalformedFileError
 from . import tagging
-from .base import ContainerFormat, digest_ranges, no_xmp, register, xmp_unsupported
+from .base import digest_ranges, record_format, register
 
 DESCRIPTION = "AIGC"
 
@@ -83,17 +83,15 @@ def content_digest(data: bytes) -> bytes:
 
 
 FORMAT = register(
-    ContainerFormat(
+    record_format(
         "mp3",
         "audio/mpeg",
         (".mp3",),
-        accept,
-        no_xmp,
-        xmp_unsupported,
-        content_digest,
-        read_record,
+        "audio",
+        accept=accept,
+        content_digest=content_digest,
+        read_record=read_record,
         write_record=write_record,
-        record_slot="id3:TXXX:AIGC",
-        kind="audio",
+        slot="id3:TXXX:AIGC",
     )
 )

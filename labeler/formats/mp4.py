@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import MalformedFileError, UnsupportedFormatError
-from .base import ContainerFormat, no_xmp, register, xmp_unsupported
+from .base import record_format, register
 
 KEY = b"AIGC"
 _NOT_VIDEO = {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis", b"hevc", b"crx "}
@@ -287,17 +287,15 @@ def content_digest(data: bytes) -> bytes:
 
 
 FORMAT = register(
-    ContainerFormat(
+    record_format(
         "mp4",
         "video/mp4",
         (".mp4", ".m4v", ".mov", ".m4a", ".3gp"),
-        accept,
-        no_xmp,
-        xmp_unsupported,
-        content_digest,
-        read_record,
+        "video",
+        accept=accept,
+        content_digest=content_digest,
+        read_record=read_record,
         write_record=write_record,
-        record_slot="mp4:udta/meta/keys:AIGC",
-        kind="video",
+        slot="mp4:udta/meta/keys:AIGC",
     )
 )

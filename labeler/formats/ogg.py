@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Any
 
 from ..errors import MalformedFileError, UnsupportedFormatError
 from . import tagging
-from .base import ContainerFormat, no_xmp, register, xmp_unsupported
+from .base import record_format, register
 
 FIELD = "AIGC"
 _CODECS = {
@@ -68,33 +67,23 @@ def content_digest(data: bytes) -> bytes:
 
 
 def read_record(data: bytes) -> str | None:
-    def get(audio: Any) -> str | None:
-        values = audio.tags.get(FIELD) if audio.tags is not None else None
-        return str(values[0]) if values else None
-
-    return tagging.read(data, _opener(data), get)
+    return tagging.read_comment(data, _opener(data), FIELD)
 
 
 def write_record(data: bytes, record: str) -> bytes:
-    def change(audio: Any) -> dict[str, Any]:
-        audio.tags[FIELD] = [record]
-        return {}
-
-    return tagging.edit(data, _opener(data), change)
+    return tagging.write_comment(data, _opener(data), FIELD, record)
 
 
 FORMAT = register(
-    ContainerFormat(
+    record_format(
         "ogg",
         "audio/ogg",
         (".ogg", ".oga", ".opus", ".spx"),
-        accept,
-        no_xmp,
-        xmp_unsupported,
-        content_digest,
-        read_record,
+        "audio",
+        accept=accept,
+        content_digest=content_digest,
+        read_record=read_record,
         write_record=write_record,
-        record_slot="vorbis-comment:AIGC",
-        kind="audio",
+        slot="vorbis-comment:AIGC",
     )
 )

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from ..errors import MalformedFileError, UnsupportedFormatError
-from .base import ContainerFormat, no_xmp, register, xmp_unsupported
+from .base import record_format, register
 
 KEY = "/AIGC"
 _STARTXREF = re.compile(rb"startxref\s+(\d+)\s*%%EOF\s*$")
@@ -134,18 +134,16 @@ def write_record(data: bytes, record: str) -> bytes:
 
 
 FORMAT = register(
-    ContainerFormat(
+    record_format(
         "pdf",
         "application/pdf",
         (".pdf",),
-        accept,
-        no_xmp,
-        xmp_unsupported,
-        content_digest,
-        read_record,
-        stage,
+        "document",
+        accept=accept,
+        content_digest=content_digest,
+        read_record=read_record,
         write_record=write_record,
-        record_slot="pdf:Info/AIGC",
-        kind="document",
+        slot="pdf:Info/AIGC",
+        stage=stage,
     )
 )

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from ..errors import MalformedFileError, UnsupportedFormatError
 
-__all__ = ["edit", "read"]
+__all__ = ["edit", "read", "read_comment", "write_comment"]
 
 T = TypeVar("T")
 
@@ -52,3 +52,25 @@ def edit(data: bytes, opener: str, change: Callable[[Any], dict[str, Any]]) -> b
     except Exception as exc:
         raise MalformedFileError(f"tag block could not be written: {exc}") from exc
     return buf.getvalue()
+
+
+def read_comment(data: bytes, opener: str, field: str) -> str | None:
+    """The first value of Vorbis comment ``field`` (FLAC, Ogg), or None."""
+
+    def get(audio: Any) -> str | None:
+        values = audio.tags.get(field) if audio.tags is not None else None
+        return str(values[0]) if values else None
+
+    return read(data, opener, get)
+
+
+def write_comment(data: bytes, opener: str, field: str, value: str) -> bytes:
+    """``data`` with Vorbis comment ``field`` set to exactly ``value`` (tags created if none)."""
+
+    def change(audio: Any) -> dict[str, Any]:
+        if audio.tags is None:
+            audio.add_tags()
+        audio.tags[field] = [value]
+        return {}
+
+    return edit(data, opener, change)

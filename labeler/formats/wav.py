@@ -8,7 +8,7 @@ field, the only byte that changes when the chunk is added, is left out.
 from __future__ import annotations
 
 from . import riff
-from .base import ContainerFormat, digest_ranges, no_xmp, register, xmp_unsupported
+from .base import digest_ranges, record_format, register
 
 SLOT = b"AIGC"
 
@@ -43,17 +43,15 @@ def content_digest(data: bytes) -> bytes:
 
 
 FORMAT = register(
-    ContainerFormat(
+    record_format(
         "wav",
         "audio/wav",
         (".wav", ".wave"),
-        accept,
-        no_xmp,
-        xmp_unsupported,
-        content_digest,
-        read_record,
+        "audio",
+        accept=accept,
+        content_digest=content_digest,
+        read_record=read_record,
         write_record=write_record,
-        record_slot="riff:AIGC",
-        kind="audio",
+        slot="riff:AIGC",
     )
 )
