@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -83,16 +82,24 @@ def test_kill_9_at_random_points_then_rerun(tmp_path: Path) -> None:
     history = []
     for _ in range(KILLS):
         proc = subprocess.Popen(
-            [*cli, "apply", str(root), "--in-place", "--jobs", "2"],
+            [*cli, "apply", str(root), "--in-place", "--jobs", "2", "--verbose"],
             cwd=tmp_path,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        time.sleep(rng.uniform(0.35, 0.75))  # start-up takes ~0.3 s; a full run ~2 s
+        # kill after a random amount of *progress*, not time, so a slow machine still kills mid-run
+        wanted = rng.randint(1, max(1, len(originals) // 8))
+        assert proc.stdout is not None
+        labelled_now = 0
+        for line in proc.stdout:
+            labelled_now += line.rstrip().endswith(b": labeled")
+            if labelled_now >= wanted:
+                break
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         history.append(check_every_file())
     assert history[-1][0] > 0, "the killed runs made no progress at all"
     rerun = subprocess.run(
