@@ -164,6 +164,7 @@ def _new_meta(data: bytes, meta: Box | None, record: str | None) -> bytes:
             items = [
                 (int.from_bytes(i.type, "big"), data[i.body : i.end]) for i in boxes(data, k.body, k.end)
             ]
+    items = [(i, p) for i, p in items if 1 <= i <= len(names)]  # orphans name no key: dropped
     if b"mdta" + KEY in names:
         gone = names.index(b"mdta" + KEY) + 1
         names.remove(b"mdta" + KEY)

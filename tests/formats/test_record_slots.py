@@ -390,3 +390,23 @@ def test_zip_with_duplicate_member_names_is_refused() -> None:
         z.writestr("word/document.xml", "<w:document/>")  # a second, different document part
     with pytest.raises(MalformedFileError, match="duplicate"):
         docx.content_digest(buf.getvalue())
+
+
+def test_mp4_orphan_ilst_items_do_not_shadow_our_key(media: dict[str, bytes], policy: LabelPolicy) -> None:
+    """Found by fuzz/run: an ilst item whose index names no key came to shadow ours."""
+    if "mp4" not in media:
+        pytest.skip("needs ffmpeg")
+    labeled = label_bytes(media["mp4"], policy)
+    orphan = mp4.box((2).to_bytes(4, "big"), mp4.box(b"data", b"\x00\x00\x00\x01\x00\x00\x00\x00stale"))
+    data = bytearray(labeled)
+    at = data.index(b"ilst", data.index(b"mdtaAIGC")) - 4  # our mdta meta's ilst, not iTunes' one
+    size = int.from_bytes(data[at : at + 4], "big")
+    data[at + 8 : at + 8] = orphan  # first item in ilst
+    data[at : at + 4] = (size + len(orphan)).to_bytes(4, "big")
+    for box_name in (b"meta", b"udta", b"moov"):  # grow the parents too
+        parent = data.rfind(box_name, 0, at) - 4
+        data[parent : parent + 4] = (int.from_bytes(data[parent : parent + 4], "big") + len(orphan)).to_bytes(
+            4, "big"
+        )
+    rewritten = mp4.write_record(bytes(data), RECORD_A)
+    assert mp4.read_record(rewritten) == RECORD_A
