@@ -26,10 +26,13 @@ GZipMiddleware does); the middleware object itself holds only configuration and 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hashlib
 import json
 import logging
+import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -113,6 +116,11 @@ class LabelingMiddleware:
         #: labeled, passed, fail_open, fail_closed, too_large, unlabeled_urls, event_errors
         self.stats: collections.Counter[str] = collections.Counter()
         self._info = json.dumps(self.label_info(), ensure_ascii=False).encode("utf-8")
+        #: media labelling threads at once (one per core): bounds CPU and memory under bursts
+        self.media_workers = max(1, os.cpu_count() or 1)
+        self._media_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )  # one per event loop: a limiter belongs to the loop it was made in
         self._static_headers = self._constant_headers()
 
     def label_info(self) -> dict[str, Any]:
@@ -129,6 +137,14 @@ class LabelingMiddleware:
             "filing_numbers": list(p.filing_numbers),
             "launch_number": p.launch_number,
         }
+
+    def media_limiter(self) -> anyio.CapacityLimiter:
+        """This event loop's limiter on concurrent media labelling threads."""
+        loop = asyncio.get_running_loop()
+        limiter = self._media_limiters.get(loop)
+        if limiter is None:
+            limiter = self._media_limiters[loop] = anyio.CapacityLimiter(self.media_workers)
+        return limiter
 
     def applies_to(self, path: str) -> bool:
         if any(path.startswith(prefix) for prefix in self.exclude_paths):
@@ -276,7 +292,9 @@ class _Responder:
             if self.mode == "json":
                 labelled = self._label_json(raw)
             else:
-                labelled = await anyio.to_thread.run_sync(self._label_media, raw)
+                labelled = await anyio.to_thread.run_sync(
+                    self._label_media, raw, limiter=self.mw.media_limiter()
+                )
         except Exception as exc:
             await self._fail(f"{type(exc).__name__}: {exc}", None, raw)
             return

@@ -165,3 +165,37 @@ def test_bounded_load_holds(tmp_path: Path) -> None:
 def test_verdict_on_what_the_middleware_sent_back(policy: LabelPolicy, trust: TrustStore) -> None:
     app = LabelingMiddleware(_serving(SAMPLES["webp-lossy"], "image/webp"), policy=policy)
     assert verify(TestClient(app).get("/x").content, trust).status is Status.VERIFIED
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_media_is_labelled_by_a_bounded_number_of_threads(
+    policy: LabelPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import labeler.labeling
+
+    running, peak, lock = 0, 0, threading.Lock()
+    real = labeler.labeling.label_content
+
+    def tracked(*args: object, **kwargs: object) -> bytes:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        try:
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(labeler.labeling, "label_content", tracked)
+    app = LabelingMiddleware(_serving(SAMPLES["png"], "image/png"), policy=policy)
+    app.media_workers = 2
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        replies = await asyncio.gather(*(client.get("/x") for _ in range(8)))
+    assert all(r.status_code == 200 and r.headers["ai-generated"] == "true" for r in replies)
+    assert peak == 2  # never more than media_workers at once, and they do run side by side
