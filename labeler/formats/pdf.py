@@ -23,6 +23,7 @@ _STARTXREF = re.compile(rb"startxref\s+(\d+)\s*%%EOF\s*$")
 _DICT_KEYS = re.compile(rb"/(Prev|Info)\s+(\d+)(?:\s+\d+\s+R)?")
 _OBJ = re.compile(rb"(?:^|[\r\n\s])(\d+)\s+\d+\s+obj\b")
 MAX_REVISIONS = 64
+DICT_WINDOW = 1 << 16  #: a trailer / xref-stream dictionary is read from at most this many bytes
 # pypdf logs its repairs of odd files as warnings; a library shouldn't print them unasked.
 logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
@@ -43,16 +44,15 @@ def _xref_dict(data: bytes, offset: int) -> dict[bytes, int]:
     """/Prev and /Info of the trailer (classic table) or xref stream dictionary at ``offset``."""
     if not 0 <= offset < len(data):
         raise MalformedFileError(f"PDF startxref {offset} points outside the file")
-    window = data[offset : offset + 1 << 16]
-    if window.startswith(b"xref"):
-        at = window.find(b"trailer")
-        end = window.find(b"startxref", max(at, 0))
+    if data.startswith(b"xref", offset):  # a table of any length, then "trailer << ... >>"
+        at = data.find(b"trailer", offset)
         if at < 0:
             raise MalformedFileError("PDF xref table without a trailer")
-        head = window[at : end if end > 0 else None]
-    else:
-        end = window.find(b"stream")
-        head = window[: end if end > 0 else None]
+        end = data.find(b"startxref", at, at + DICT_WINDOW)
+        head = data[at : end if end > 0 else at + DICT_WINDOW]
+    else:  # an xref stream object: its dictionary comes before the "stream" keyword
+        end = data.find(b"stream", offset, offset + DICT_WINDOW)
+        head = data[offset : end if end > 0 else offset + DICT_WINDOW]
     return {key: int(value) for key, value in _DICT_KEYS.findall(head)}
 
 

@@ -410,3 +410,14 @@ def test_mp4_orphan_ilst_items_do_not_shadow_our_key(media: dict[str, bytes], po
         )
     rewritten = mp4.write_record(bytes(data), RECORD_A)
     assert mp4.read_record(rewritten) == RECORD_A
+
+
+def test_pdf_with_a_long_classic_xref_table(policy: LabelPolicy, trust: TrustStore) -> None:
+    """Thousands of objects put the trailer far beyond the xref keyword: still found."""
+    from media import make_pdf
+
+    big = make_pdf(1200)  # Pillow writes a classic xref table, 3 objects a page
+    assert big.rindex(b"trailer") - big.rindex(b"\nxref") > 1 << 16
+    out = label_bytes(big, policy)
+    assert verify(out, trust).status is Status.VERIFIED
+    assert pdf.label_free_end(out) == len(pdf.stage(big))
