@@ -165,7 +165,7 @@ def _new_meta(data: bytes, meta: Box | None, record: str | None) -> bytes:
                 (int.from_bytes(i.type, "big"), data[i.body : i.end]) for i in boxes(data, k.body, k.end)
             ]
     items = [(i, p) for i, p in items if 1 <= i <= len(names)]  # orphans name no key: dropped
-    if b"mdta" + KEY in names:
+    while b"mdta" + KEY in names:  # every copy of our key goes, each removal renumbering the rest
         gone = names.index(b"mdta" + KEY) + 1
         names.remove(b"mdta" + KEY)
         items = [(i - 1 if i > gone else i, p) for i, p in items if i != gone]
@@ -182,11 +182,13 @@ def _new_meta(data: bytes, meta: Box | None, record: str | None) -> bytes:
     if not kids:
         return box(b"meta", prefix + hdlr + keys + ilst)
     parts: list[bytes] = []
-    for k in kids:  # keys and ilst go right after hdlr; every other child stays as it was
+    placed = False
+    for k in kids:  # keys and ilst go right after (the first) hdlr; other children stay as they were
         if k.type not in (b"keys", b"ilst"):
             parts.append(data[k.start : k.end])
-        if k.type == b"hdlr":
+        if k.type == b"hdlr" and not placed:
             parts += [keys, ilst]
+            placed = True
     return box(b"meta", prefix + b"".join(parts))
 
 
