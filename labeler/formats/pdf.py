@@ -130,6 +130,8 @@ def write_record(data: bytes, record: str) -> bytes:
     result = out.getvalue()
     if not result.startswith(data):  # the incremental promise: the original is a prefix
         raise MalformedFileError("PDF writer did not append an incremental update")
+    if read_record(result) != record:  # a broken cross-reference can make the update unreachable
+        raise MalformedFileError("PDF structure is inconsistent: the label would not read back")
     return result
 
 

@@ -421,3 +421,11 @@ def test_pdf_with_a_long_classic_xref_table(policy: LabelPolicy, trust: TrustSto
     out = label_bytes(big, policy)
     assert verify(out, trust).status is Status.VERIFIED
     assert pdf.label_free_end(out) == len(pdf.stage(big))
+
+
+def test_pdf_whose_update_would_not_read_back_is_refused() -> None:
+    """Found by fuzz/run (the input is kept in fuzz_found/): a damaged cross-reference made
+    pypdf write an update whose Info was unreachable; writing now checks it reads back."""
+    data = (Path(__file__).parent / "fuzz_found/pdf_unreachable_info.bin").read_bytes()
+    with pytest.raises(MalformedFileError, match="would not read back"):
+        pdf.write_record(data, RECORD_A)
