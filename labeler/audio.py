@@ -116,7 +116,8 @@ def rhythm_samples(rate: int, style: RhythmStyle) -> list[float]:
 
 
 def add_rhythm_label(wav: bytes, style: RhythmStyle = RhythmStyle()) -> bytes:
-    """``wav`` with the rhythm label at ``style.position``; only the ``data`` chunk changes."""
+    """``wav`` with the rhythm label at ``style.position``; only the ``data`` chunk changes.
+    Idempotent: where the label is already heard (start or end), it is not added again."""
     chunks, riff_end = riff.walk(wav, b"WAVE", "WAV")
     pcm = _fmt(wav, chunks)
     data_chunk = next((c for c in chunks if c.fourcc == b"data"), None)
@@ -126,9 +127,16 @@ def add_rhythm_label(wav: bytes, style: RhythmStyle = RhythmStyle()) -> bytes:
     pause = _encode([0.0] * round(pcm.rate * style.pause_ms / 1000), pcm)
     body = data_chunk.payload(wav)
     body = body[: len(body) - len(body) % (pcm.channels * pcm.width)]  # whole frames only
-    if style.position in ("start", "both"):
+
+    def sides(where: str | None) -> set[str]:
+        return {"start", "end"} if where == "both" else {where} if where else set()
+
+    missing = sides(style.position) - sides(find_rhythm_label(wav, style))
+    if not missing:
+        return wav
+    if "start" in missing:
         body = label + pause + body
-    if style.position in ("end", "both"):
+    if "end" in missing:
         body = body + pause + label
     view = memoryview(wav)
     parts = [riff.chunk(b"data", body) if c is data_chunk else view[c.start : c.end] for c in chunks]

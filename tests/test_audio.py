@@ -149,3 +149,12 @@ def test_a_huge_declared_sample_rate_is_refused_not_allocated() -> None:
     data[24:28] = (0xFFFFFFF0).to_bytes(4, "little")  # fmt chunk: sample rate
     with pytest.raises(LabelerError, match="sample rate"):
         add_rhythm_label(bytes(data))
+
+
+@pytest.mark.parametrize("position", ["start", "end", "both"])
+def test_adding_the_rhythm_twice_changes_nothing(position: str) -> None:
+    style = RhythmStyle(position=position)  # type: ignore[arg-type]
+    once = add_rhythm_label(sine_wav(0.3), style)
+    assert add_rhythm_label(once, style) == once
+    if position != "both":  # the other side is still added when asked for
+        assert find_rhythm_label(add_rhythm_label(once, RhythmStyle(position="both"))) == "both"
