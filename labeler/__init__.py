@@ -1,12 +1,14 @@
 """labeler: make AI-generated content carry its label.
 
-GB 45438-2025 implicit labels (TC260 AIGC record in XMP), IPTC DigitalSourceType and a signed
-provenance record, written into content bytes without re-encoding, and verified on receipt.
+GB 45438-2025 implicit labels (the TC260 AIGC record in XMP or the format's own slot), IPTC
+DigitalSourceType and a signed provenance record, written into pictures, audio, video, documents
+and text without re-encoding, explicit labels per medium, and verification on receipt.
 """
 
 __version__ = "0.1.0"
 
 from .aigc import AigcRecord, Label
+from .audio import RhythmStyle
 from .errors import (
     AlreadyLabeledError,
     ConfigError,
@@ -15,9 +17,10 @@ from .errors import (
     LabelTooLargeError,
     MalformedFileError,
     SigningKeyError,
+    ToolNotFoundError,
     UnsupportedFormatError,
 )
-from .labeling import has_label, label_bytes, label_image
+from .labeling import has_label, label_bytes, label_content, label_image
 from .policy import LabelPolicy
 from .propagation import NoLabelError, propagate_bytes
 from .signing import PublicKey, SigningKey, TrustStore
@@ -38,9 +41,11 @@ __all__ = [
     "NoLabelError",
     "Placement",
     "PublicKey",
+    "RhythmStyle",
     "SigningKey",
     "SigningKeyError",
     "Status",
+    "ToolNotFoundError",
     "TrustStore",
     "UnsupportedFormatError",
     "Verdict",
@@ -49,6 +54,7 @@ __all__ = [
     "add_text_label",
     "has_label",
     "label_bytes",
+    "label_content",
     "label_image",
     "label_markdown",
     "mark_text",
