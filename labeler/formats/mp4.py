@@ -3,8 +3,8 @@
 
 No sample is touched. Growing ``moov`` moves whatever follows it, so when ``moov`` precedes
 the media ("fast start"), every chunk offset (``stco`` / ``co64``) behind it is shifted by the
-same amount. The digest is the SHA-256 of the file in canonical form (:func:`stage`: an
-``mdta`` meta box without our key); adding and removing our key are exact inverses, so the
+same amount. The digest is the SHA-256 of the file in canonical form (an ``mdta`` meta box
+without our key); adding and removing our key are exact inverses, so the
 digest is the same before and after labelling.
 """
 
@@ -270,17 +270,12 @@ def _last_end(data: bytes, container: Box) -> int:
 
 
 def write_record(data: bytes, record: str) -> bytes:
-    return _edit(data, record)  # the same bytes as on stage(data): removal comes first
-
-
-def stage(data: bytes) -> bytes:
-    """The canonical unlabelled form: an mdta meta box in udta, without our key. Digests and
-    writes canonicalise by themselves, so labelling needs no separate staging copy."""
-    return _edit(data, None)
+    return _edit(data, record)  # our key is removed first, so no separate staging is needed
 
 
 def content_digest(data: bytes) -> bytes:
-    """SHA-256 of ``stage(data)``, hashed piecewise without building it."""
+    """SHA-256 of the canonical unlabelled form (an mdta meta box in udta without our key),
+    hashed piecewise without building it."""
     moov, new = _rewrite(data, None)
     view = memoryview(data)
     h = hashlib.sha256(view[: moov.start])
