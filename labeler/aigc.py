@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import jsonfast
 from .errors import InvalidRecordError
 
 __all__ = ["FIELD_ORDER", "AigcRecord", "Label", "check_charset", "new_produce_id"]
@@ -87,8 +88,10 @@ class AigcRecord:
             object.__setattr__(self, "Label", Label(self.Label))
         except ValueError:
             raise InvalidRecordError(f"AIGC Label must be '1', '2' or '3', got {self.Label!r}") from None
-        for name in FIELD_ORDER[1:]:
-            check_charset(name, getattr(self, name))
+        values = [getattr(self, name) for name in FIELD_ORDER[1:]]
+        if not all(isinstance(v, str) for v in values) or _ALLOWED.fullmatch("".join(values)) is None:
+            for name, value in zip(FIELD_ORDER[1:], values, strict=True):
+                check_charset(name, value)  # raises, naming the field and the culprit
         if not self.ContentProducer:
             raise InvalidRecordError("AIGC ContentProducer must not be empty")
         if not self.ProduceID:
@@ -117,7 +120,7 @@ class AigcRecord:
     def to_json(self, *, wrapped: bool = True) -> str:
         """Compact JSON in Annex E field order; wrapped in ``{"AIGC":...}`` by default."""
         body: dict[str, Any] = self.as_dict()
-        return json.dumps({"AIGC": body} if wrapped else body, separators=(",", ":"))
+        return jsonfast.dumps({"AIGC": body} if wrapped else body).decode("ascii")
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AigcRecord:
