@@ -116,7 +116,23 @@ def _token_seeds() -> list[bytes]:
         token = AigcRecord.from_json(record.decode()).ReservedCode1
         if token:
             out.append(token.encode())
-    return out or [b"aigcl1.e30.AA"]
+    return (out or [b"aigcl1.e30.AA"]) + _batch_token_seeds()
+
+
+def _batch_token_seeds() -> list[bytes]:
+    """Batch-signed tokens (Merkle audit path + shared signature): three of a batch of five."""
+    from labeler.provenance import encode_payload, provenance_for, sign_payloads
+
+    policy = seeds.policy()
+    assert policy.signing_key is not None
+    payloads = [
+        encode_payload(
+            provenance_for(policy, produce_id=f"fuzz{i}", media_format="json", content_digest=bytes(32)),
+            policy.signing_key.public_key,
+        )
+        for i in range(5)
+    ]
+    return [t.encode() for t in sign_payloads(payloads, policy.signing_key)[:3]]
 
 
 def _xmp_seeds() -> list[bytes]:

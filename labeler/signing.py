@@ -10,6 +10,7 @@ Private keys never appear in a ``repr``, a log line or an error message.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -149,7 +150,7 @@ class PublicKey:
     algorithm: str
     raw: bytes
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
         """16-char id derived from the key itself, so it can't be claimed for another key."""
         return _key_id(self.algorithm, self.raw)
