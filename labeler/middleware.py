@@ -38,16 +38,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import anyio
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import jsonfast
 from .adapters import anthropic, images, openai_chat, openai_responses
 from .adapters.base import Labels, StreamAdapter
 from .aigc import AigcRecord, new_produce_id
+from .batch_signing import BatchSigner
 from .errors import InvalidRecordError, MalformedFileError
 from .formats import detect
 from .policy import LabelPolicy
-from .provenance import sign_for
+from .provenance import encode_payload, provenance_for, sign_for
 from .signing import TrustStore
 from .sse import Event, SSEParser, format_comment
 from .text import Position
@@ -96,6 +98,7 @@ class LabelingMiddleware:
         info_path: str | None = "/.well-known/aigc-label",
         add_headers: bool = True,
         c2pa: C2paConfig | None = None,
+        batch_signatures: bool = True,
     ) -> None:
         if fail_mode not in ("closed", "open"):
             raise ValueError("fail_mode must be 'closed' or 'open'")
@@ -122,6 +125,10 @@ class LabelingMiddleware:
             weakref.WeakKeyDictionary()
         )  # one per event loop: a limiter belongs to the loop it was made in
         self._static_headers = self._constant_headers()
+        #: JSON records finished in the same event-loop turn share one signature (Merkle batch)
+        self.batcher = (
+            BatchSigner(policy.signing_key) if batch_signatures and policy.signing_key is not None else None
+        )
 
     def label_info(self) -> dict[str, Any]:
         """What an interactive UI must show persistently near the content (Measures, GB 45438)."""
@@ -183,6 +190,18 @@ class LabelingMiddleware:
         token = sign_for(self.policy, produce_id=produce_id, media_format=media_format, content_digest=digest)
         return AigcRecord.first_write(self.policy.producer, produce_id, token)
 
+    async def signed_record(self, digest: bytes, media_format: str) -> AigcRecord:
+        """:meth:`record_for`, signed in a batch with the other records of this loop turn."""
+        key = self.policy.signing_key
+        if self.batcher is None or key is None:
+            return self.record_for(digest, media_format)
+        produce_id = new_produce_id()
+        provenance = provenance_for(
+            self.policy, produce_id=produce_id, media_format=media_format, content_digest=digest
+        )
+        token = await self.batcher.sign(encode_payload(provenance, key.public_key))
+        return AigcRecord.first_write(self.policy.producer, produce_id, token)
+
     def _constant_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers that are the same on every labelled response (computed once)."""
         headers = [(b"ai-generated", b"true"), (b"aigc-label", quote(self.policy.label_text).encode())]
@@ -216,7 +235,7 @@ class _Responder:
         self.mode: Literal["pass", "json", "media", "sse", "discard"] = "pass"
         self.buffer: list[bytes] = []
         self.size = 0
-        self.parser = SSEParser()
+        self.parser: SSEParser | None = None  #: made when the response turns out to be a stream
         self.adapter: StreamAdapter | None = None
         self.finished = False
         self.newline = b"\n"  #: the stream's line ending, from the last event seen
@@ -232,6 +251,7 @@ class _Responder:
             self.start = message
             self.mode = self._mode(message)
             if self.mode == "sse":
+                self.parser = SSEParser()
                 headers = MutableHeaders(raw=list(message["headers"]))
                 del headers["content-length"]
                 for name, value in self.mw.label_headers(None):
@@ -257,15 +277,19 @@ class _Responder:
         status = start.get("status", 200)
         if not 200 <= status < 300 or status in (204, 205):
             return "pass"
-        headers = Headers(raw=start["headers"])
-        if headers.get("content-encoding", "identity").lower() != "identity":
+        ctype, encoding = "", "identity"
+        for name, value in start["headers"]:  # one pass, no Headers object: this runs per response
+            name = name.lower()
+            if name == b"content-type":
+                ctype = value.decode("latin-1").split(";")[0].strip().lower()
+            elif name == b"content-encoding":
+                encoding = value.decode("latin-1")
+        if encoding.strip().lower() != "identity":
             self.mw.stats["passed_encoded"] += 1
             logger.warning(
-                "response is %s-encoded; put LabelingMiddleware inside compression middleware",
-                headers["content-encoding"],
+                "response is %s-encoded; put LabelingMiddleware inside compression middleware", encoding
             )
             return "pass"
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "text/event-stream":
             return "sse"
         if ctype == "application/json" or ctype.endswith("+json"):
@@ -290,7 +314,7 @@ class _Responder:
         self.buffer = []
         try:
             if self.mode == "json":
-                labelled = self._label_json(raw)
+                labelled = await self._label_json(raw)
             else:
                 labelled = await anyio.to_thread.run_sync(
                     self._label_media, raw, limiter=self.mw.media_limiter()
@@ -304,16 +328,14 @@ class _Responder:
             await self.send({"type": "http.response.body", "body": raw})
             return
         new_body, extra = labelled
-        headers = MutableHeaders(raw=list(self.start["headers"]))
-        headers["content-length"] = str(len(new_body))
-        for name, value in extra:
-            headers.append(name.decode(), value.decode())
+        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(new_body)).encode("ascii")))
         self.mw.stats["labeled"] += 1
-        await self.send({**self.start, "headers": headers.raw})
+        await self.send({**self.start, "headers": headers + extra})
         await self.send({"type": "http.response.body", "body": new_body})
 
-    def _label_json(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
-        obj = json.loads(raw)
+    async def _label_json(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+        obj, encode = jsonfast.parse(raw)
         if not isinstance(obj, dict):
             return None
         extra: list[tuple[bytes, bytes]] = []
@@ -326,8 +348,8 @@ class _Responder:
             if unlabeled:
                 self.mw.stats["unlabeled_urls"] += unlabeled
                 extra.append((b"aigc-unlabeled-urls", str(unlabeled).encode()))
-        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        record = self.mw.record_for(hashlib.sha256(body).digest(), "json")
+        body = encode(obj)
+        record = await self.mw.signed_record(hashlib.sha256(body).digest(), "json")
         return body, self.mw.label_headers(record.to_json()) + extra
 
     def _label_media(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -391,20 +413,22 @@ class _Responder:
     # -- streams ---------------------------------------------------------------------------------------
 
     async def _stream(self, message: Message) -> None:
+        parser = self.parser
+        assert parser is not None  # made with the response start
         more = message.get("more_body", False)
         out: list[bytes] = []
         try:
-            events = self.parser.feed(message.get("body", b""))
+            events = parser.feed(message.get("body", b""))
         except MalformedFileError as exc:  # an event that never ends: stop rewriting, pass the rest
             logger.warning("SSE stream no longer labelled: %s", exc)
             self.mw.stats["event_errors"] += 1
-            out.append(self.parser.flush())
+            out.append(parser.flush())
             self.mode = "pass"
             events = []
         for event in events:
             out += self._rewrite(event)
         if not more:
-            tail = self.parser.flush()
+            tail = parser.flush()
             out += self._finish()
             out.append(tail)
         payload = b"".join(out)

@@ -400,3 +400,74 @@ def test_deeply_nested_json_is_a_clean_failure(policy: LabelPolicy) -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     response = TestClient(wrap(_app(Response(deep, media_type="application/json")), policy)).get("/x")
     assert response.status_code in (200, 500)  # either not ours to label or a clean error; never a crash
+
+
+# -- records of concurrent responses are signed in batches -------------------------------------------
+
+
+async def test_concurrent_responses_share_a_signature_and_each_verifies(
+    demo: LabelingMiddleware, trust: TrustStore
+) -> None:
+    _, http = sdk(demo)
+
+    async def ask(i: int) -> httpx.Response:
+        return await http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": f"q{i}"}]}
+        )
+
+    replies = await asyncio.gather(*(ask(i) for i in range(24)))
+    tokens = [json.loads(r.headers["aigc"])["AIGC"]["ReservedCode1"] for r in replies]
+    assert demo.batcher is not None and demo.batcher.signed == 24 and demo.batcher.batches < 24
+    assert any(t.startswith("aigcm1.") for t in tokens)
+    for reply in replies:  # each record binds its own body, not another's
+        assert verify_response(reply.headers, reply.content, trust).status is Status.VERIFIED
+    swapped = verify_response(replies[0].headers, replies[1].content, trust)
+    assert swapped.status is Status.ALTERED
+
+
+def test_batch_signed_responses_under_a_real_server(policy: LabelPolicy, trust: TrustStore) -> None:
+    app = wrap(create_app(token_delay=0), policy)
+
+    async def load(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            body = {"messages": [{"role": "user", "content": "hi"}]}
+            return await asyncio.gather(*(client.post("/v1/chat/completions", json=body) for _ in range(40)))
+
+    with serve(app) as url:
+        replies = asyncio.run(load(url))
+    assert all(verify_response(r.headers, r.content, trust).status is Status.VERIFIED for r in replies)
+    assert app.batcher is not None and app.batcher.signed == 40
+
+
+async def test_batch_signatures_can_be_turned_off(demo: LabelingMiddleware, policy: LabelPolicy) -> None:
+    app = wrap(create_app(token_delay=0), policy, batch_signatures=False)
+    _, http = sdk(app)
+    body = {"messages": [{"role": "user", "content": "x"}]}
+    replies = await asyncio.gather(*(http.post("/v1/chat/completions", json=body) for _ in range(5)))
+    assert app.batcher is None
+    assert all(json.loads(r.headers["aigc"])["AIGC"]["ReservedCode1"].startswith("aigcl1.") for r in replies)
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+async def test_a_signing_failure_in_a_batch_fails_each_response_cleanly(
+    policy: LabelPolicy, mode: str
+) -> None:
+    app = wrap(create_app(token_delay=0), policy, fail_mode=mode)
+    assert app.batcher is not None
+
+    class Unplugged:  # a hardware key that went away
+        public_key = policy.signing_key.public_key if policy.signing_key else None
+
+        def sign(self, data: bytes) -> bytes:
+            raise OSError("token unplugged")
+
+    app.batcher.key = Unplugged()  # type: ignore[assignment]
+    _, http = sdk(app)
+    body = {"messages": [{"role": "user", "content": "x"}]}
+    replies = await asyncio.gather(*(http.post("/v1/chat/completions", json=body) for _ in range(4)))
+    if mode == "closed":
+        assert all(r.status_code == 500 and r.json()["error"]["type"] == "labeling_error" for r in replies)
+    else:  # the model's answers, untouched, unlabelled
+        assert all(r.status_code == 200 and "aigc" not in r.headers for r in replies)
+        assert all(r.json()["object"] == "chat.completion" for r in replies)
+    assert app.stats[f"fail_{mode}"] == 4
