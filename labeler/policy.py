@@ -7,6 +7,7 @@ TOML file (``[labeler]`` table) and ``LABELER_*`` environment variables (env win
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -83,7 +84,7 @@ class LabelPolicy:
             raise ConfigError("signing_key must be a labeler.SigningKey")
         _ = self.producer  # fail now, not at the first label
 
-    @property
+    @functools.cached_property
     def producer(self) -> str:
         """The ``ContentProducer`` value: the provider code, else an ASCII-safe provider name."""
         if self.provider_code is not None:

@@ -43,6 +43,8 @@ __all__ = [
 Position = Literal["start", "end", "both"]
 
 _BRACKETED = re.compile(r"【([^】\n]{1,40})】|\[([^\]\n]{1,40})\]")
+_BRACKETED_AT_END = re.compile(r"(?:【([^】\n]{1,40})】|\[([^\]\n]{1,40})\])\Z")
+_LONGEST_LABEL = 42  #: chars of the longest bracketed label, brackets included
 _FRONT_MATTER = re.compile(r"\A---(\r?\n)(.*?)(?:\r?\n)?---(?:\r?\n|\Z)", re.S)
 _BLOCK_START = re.compile(r"(```|~~~|#{1,6}\s|\||>|[-*+]\s|\d+[.)]\s|<|    |\t)")
 _VS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]+")
@@ -88,10 +90,8 @@ def find_text_labels(text: str) -> tuple[bool, bool]:
     body = body.strip()
     first = _BRACKETED.match(body)
     at_start = bool(first and _is_label(first.group(1) or first.group(2)))
-    last = None
-    for last in _BRACKETED.finditer(body):  # noqa: B007 (we want the final match)
-        pass
-    at_end = bool(last and last.end() == len(body) and _is_label(last.group(1) or last.group(2)))
+    last = _BRACKETED_AT_END.search(body, max(0, len(body) - _LONGEST_LABEL))
+    at_end = bool(last and _is_label(last.group(1) or last.group(2)))
     return at_start, at_end
 
 
@@ -205,7 +205,7 @@ def _from_vs(chars: str) -> bytes:
 
 def strip_text_mark(text: str) -> str:
     """``text`` without any variation-selector runs (our marks, and stray selectors)."""
-    return _VS.sub("", text)
+    return text if text.isascii() else _VS.sub("", text)
 
 
 def _normalise(text: str) -> bytes:
