@@ -8,8 +8,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from labeler import LabelPolicy, SigningKey
+from labeler import LabelPolicy, SigningKey, jsonfast
 from labeler.middleware import LabelingMiddleware
 
 ANSWER = (
@@ -37,16 +38,64 @@ def bare() -> Starlette:
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
 
-def policy() -> LabelPolicy:
+def policy(signed: bool = True) -> LabelPolicy:
     return LabelPolicy(
         provider_name="ExampleAI",
         filing_numbers=("Beijing-YunQue-20230821",),
-        signing_key=SigningKey.generate(),
+        signing_key=SigningKey.generate() if signed else None,
     )
 
 
 def wrapped() -> LabelingMiddleware:
     return LabelingMiddleware(bare(), policy=policy())
+
+
+def wrapped_single_signatures() -> LabelingMiddleware:
+    return LabelingMiddleware(bare(), policy=policy(), batch_signatures=False)
+
+
+def wrapped_unsigned() -> LabelingMiddleware:
+    return LabelingMiddleware(bare(), policy=policy(signed=False))
+
+
+def passthrough() -> ASGIApp:
+    """The floor of any pure-ASGI middleware: wraps ``send`` and does nothing else."""
+    app = bare()
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        async def wrapped_send(message: Message) -> None:
+            await send(message)
+
+        await app(scope, receive, wrapped_send)
+
+    return middleware
+
+
+def minimal_rewrite() -> ASGIApp:
+    """The floor of any middleware that labels the JSON body: parse it, prepend the label to the
+    content, serialise it (orjson), fix Content-Length, add one header. No record, no checks."""
+    app = bare()
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        start: Message = {}
+
+        async def rewriting_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            obj, encode = jsonfast.parse(message["body"])
+            for choice in obj["choices"]:
+                choice["message"]["content"] = "【AI生成】\n\n" + choice["message"]["content"]
+            body = encode(obj)
+            headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+            headers += [(b"content-length", str(len(body)).encode()), (b"ai-generated", b"true")]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await app(scope, receive, rewriting_send)
+
+    return middleware
 
 
 def load_target() -> object:

@@ -108,6 +108,20 @@ class AigcRecord:
         """A producer's record; on first write the propagator fields equal the producer's."""
         return cls(label, producer, produce_id, reserved_code1, producer, produce_id, "")
 
+    @staticmethod
+    def first_write_json(producer: str, produce_id: str, reserved_code1: str = "") -> str:
+        """``first_write(producer, produce_id, reserved_code1).to_json()`` for values already
+        known valid (a policy's producer, our produce ids and tokens), without the dataclass:
+        the middleware's per-response path."""
+        fields = (producer, produce_id, reserved_code1)
+        if _ALLOWED.fullmatch("".join(fields)) is None or not producer or not produce_id:
+            return AigcRecord.first_write(*fields).to_json()  # raises, naming the culprit
+        return (
+            f'{{"AIGC":{{"Label":"1","ContentProducer":"{producer}","ProduceID":"{produce_id}",'
+            f'"ReservedCode1":"{reserved_code1}","ContentPropagator":"{producer}",'
+            f'"PropagateID":"{produce_id}","ReservedCode2":""}}}}'
+        )
+
     def with_fields(self, **changes: str) -> AigcRecord:
         """A copy with some fields changed (re-validated)."""
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -49,7 +49,7 @@ from .batch_signing import BatchSigner
 from .errors import InvalidRecordError, MalformedFileError
 from .formats import detect
 from .policy import LabelPolicy
-from .provenance import encode_payload, provenance_for, sign_for
+from .provenance import PayloadTemplate, sign_payloads
 from .signing import TrustStore
 from .sse import Event, SSEParser, format_comment
 from .text import Position
@@ -125,10 +125,10 @@ class LabelingMiddleware:
             weakref.WeakKeyDictionary()
         )  # one per event loop: a limiter belongs to the loop it was made in
         self._static_headers = self._constant_headers()
+        key = policy.signing_key
+        self._payloads = PayloadTemplate(policy, key.public_key) if key is not None else None
         #: JSON records finished in the same event-loop turn share one signature (Merkle batch)
-        self.batcher = (
-            BatchSigner(policy.signing_key) if batch_signatures and policy.signing_key is not None else None
-        )
+        self.batcher = BatchSigner(key) if batch_signatures and key is not None else None
 
     def label_info(self) -> dict[str, Any]:
         """What an interactive UI must show persistently near the content (Measures, GB 45438)."""
@@ -184,23 +184,21 @@ class LabelingMiddleware:
 
     # -- what labelled responses carry ------------------------------------------------------------
 
-    def record_for(self, digest: bytes, media_format: str) -> AigcRecord:
-        """A GB record for a response whose ReservedCode1 (given a key) signs ``digest``."""
+    def record_json(self, digest: bytes, media_format: str) -> str:
+        """The GB record (JSON) of a response whose ReservedCode1 (given a key) signs ``digest``."""
         produce_id = new_produce_id()
-        token = sign_for(self.policy, produce_id=produce_id, media_format=media_format, content_digest=digest)
-        return AigcRecord.first_write(self.policy.producer, produce_id, token)
+        key, token = self.policy.signing_key, ""
+        if key is not None and self._payloads is not None:
+            token = sign_payloads([self._payloads.payload(produce_id, media_format, digest)], key)[0]
+        return AigcRecord.first_write_json(self.policy.producer, produce_id, token)
 
-    async def signed_record(self, digest: bytes, media_format: str) -> AigcRecord:
-        """:meth:`record_for`, signed in a batch with the other records of this loop turn."""
-        key = self.policy.signing_key
-        if self.batcher is None or key is None:
-            return self.record_for(digest, media_format)
+    async def batch_signed_record_json(self, digest: bytes, media_format: str) -> str:
+        """:meth:`record_json`, signed in a batch with the other records of this loop turn."""
+        if self.batcher is None or self._payloads is None:
+            return self.record_json(digest, media_format)
         produce_id = new_produce_id()
-        provenance = provenance_for(
-            self.policy, produce_id=produce_id, media_format=media_format, content_digest=digest
-        )
-        token = await self.batcher.sign(encode_payload(provenance, key.public_key))
-        return AigcRecord.first_write(self.policy.producer, produce_id, token)
+        token = await self.batcher.sign(self._payloads.payload(produce_id, media_format, digest))
+        return AigcRecord.first_write_json(self.policy.producer, produce_id, token)
 
     def _constant_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers that are the same on every labelled response (computed once)."""
@@ -349,8 +347,8 @@ class _Responder:
                 self.mw.stats["unlabeled_urls"] += unlabeled
                 extra.append((b"aigc-unlabeled-urls", str(unlabeled).encode()))
         body = encode(obj)
-        record = await self.mw.signed_record(hashlib.sha256(body).digest(), "json")
-        return body, self.mw.label_headers(record.to_json()) + extra
+        record = await self.mw.batch_signed_record_json(hashlib.sha256(body).digest(), "json")
+        return body, self.mw.label_headers(record) + extra
 
     def _label_media(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         from .labeling import label_content
@@ -461,8 +459,8 @@ class _Responder:
         self.finished = True
         out = self.adapter.finish()
         if self.adapter.saw_text and self.mw.policy.signing_key is not None:
-            record = self.mw.record_for(self.adapter.digest.digest(), "text")
-            out.append(format_comment(COMMENT_PREFIX + record.to_json(), self.newline))
+            record = self.mw.record_json(self.adapter.digest.digest(), "text")
+            out.append(format_comment(COMMENT_PREFIX + record, self.newline))
         return out
 
 

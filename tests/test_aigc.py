@@ -116,3 +116,16 @@ def test_parser_on_arbitrary_json_values(value: object) -> None:
     for doc in (value, {"AIGC": value}):
         with contextlib.suppress(InvalidRecordError):
             AigcRecord.from_json(json.dumps(doc))
+
+
+@given(st.text(max_size=30), st.text(max_size=30), st.text(max_size=60))
+def test_first_write_json_is_first_write_to_json(producer: str, produce_id: str, token: str) -> None:
+    try:
+        expected = AigcRecord.first_write(producer, produce_id, token).to_json()
+    except InvalidRecordError:
+        with pytest.raises(InvalidRecordError):
+            AigcRecord.first_write_json(producer, produce_id, token)
+    else:
+        assert AigcRecord.first_write_json(producer, produce_id, token) == expected
+    ascii_ok = "001191440300708461136T1XGW3", "0193abcdef", "aigcm1.a-b_c.d"
+    assert AigcRecord.first_write_json(*ascii_ok) == AigcRecord.first_write(*ascii_ok).to_json()

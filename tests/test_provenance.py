@@ -184,3 +184,39 @@ def _reencode_part(part: str, **changes: object) -> str:
 def test_batch_parser_raises_only_invalid_record_error(parts: list[str]) -> None:
     with contextlib.suppress(InvalidRecordError):
         parse_token(".".join([BATCH_PREFIX, *parts[1:]]))
+
+
+@given(
+    st.text(min_size=1, max_size=40),
+    st.sampled_from(["json", "text", "jpeg", 'odd "format"\\']),
+    st.binary(min_size=32, max_size=32),
+)
+def test_payload_template_says_what_the_full_path_says(
+    produce_id: str, media_format: str, digest: bytes
+) -> None:
+    from labeler import LabelPolicy
+    from labeler.provenance import PayloadTemplate, provenance_for
+
+    key = _TEMPLATE_KEY
+    policy = LabelPolicy(
+        provider_name="示例",
+        provider_code="001191440300708461136T1XGW3",
+        filing_numbers=("Beijing-YunQue-20230821",),
+        launch_number="L-1",
+        signing_key=key,
+    )
+    fast = PayloadTemplate(policy, key.public_key).payload(produce_id, media_format, digest)
+    token = sign_payloads([fast], key)[0]
+    signed = parse_token(token)
+    full = provenance_for(
+        policy,
+        produce_id=produce_id,
+        media_format=media_format,
+        content_digest=digest,
+        created=signed.provenance.created,
+    )
+    assert signed.provenance == full and signed.signature_valid()
+    assert json.loads(fast) == json.loads(encode_payload(full, key.public_key))
+
+
+_TEMPLATE_KEY = SigningKey.generate()
