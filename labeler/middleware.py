@@ -105,6 +105,7 @@ class LabelingMiddleware:
         self.app = app
         self.policy = policy
         self.text_position = text_position
+        self.labels = Labels(policy, text_position)
         self.visible_images = visible_images
         #: audio/video explicit labels. "auto": WAV rhythm always; compressed audio and video
         #: only where ffmpeg is installed. True: always (a missing ffmpeg is a labelling failure).
@@ -237,7 +238,7 @@ class _Responder:
         self.adapter: StreamAdapter | None = None
         self.finished = False
         self.newline = b"\n"  #: the stream's line ending, from the last event seen
-        self.labels = Labels(mw.policy, mw.text_position)
+        self.labels = mw.labels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.send = send

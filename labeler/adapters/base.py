@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,17 +14,18 @@ from ..text import Position, add_text_label, end_fragment, start_fragment
 
 @dataclass
 class Labels:
-    """The label texts of one response. Streams insert ``start``/``end`` as their own deltas;
-    whole JSON bodies get ``apply`` (Markdown-aware, idempotent)."""
+    """The label texts (one object per middleware, shared by its responses). Streams insert
+    ``start``/``end`` as their own deltas; whole JSON bodies get ``apply`` (Markdown-aware,
+    idempotent)."""
 
     policy: LabelPolicy
     position: Position
 
-    @property
+    @functools.cached_property
     def start(self) -> str:
         return start_fragment(self.policy) if self.position in ("start", "both") else ""
 
-    @property
+    @functools.cached_property
     def end(self) -> str:
         return end_fragment(self.policy) if self.position in ("end", "both") else ""
 
