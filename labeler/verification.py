@@ -112,6 +112,11 @@ class Verdict:
                 "key_id": self.signed.public_key.key_id,
                 "content_digest": b64url_encode(p.content_digest),
             }
+            if self.signed.batch is not None:  # one signature over a Merkle batch of records
+                out["provenance"]["batch"] = {
+                    "index": self.signed.batch.index,
+                    "size": self.signed.batch.size,
+                }
         return out
 
 

@@ -471,3 +471,14 @@ async def test_a_signing_failure_in_a_batch_fails_each_response_cleanly(
         assert all(r.status_code == 200 and "aigc" not in r.headers for r in replies)
         assert all(r.json()["object"] == "chat.completion" for r in replies)
     assert app.stats[f"fail_{mode}"] == 4
+
+
+async def test_a_batch_signed_verdict_says_where_in_its_batch_it_is(
+    demo: LabelingMiddleware, trust: TrustStore
+) -> None:
+    _, http = sdk(demo)
+    body = {"messages": [{"role": "user", "content": "x"}]}
+    replies = await asyncio.gather(*(http.post("/v1/chat/completions", json=body) for _ in range(3)))
+    summaries = [verify_response(r.headers, r.content, trust).to_dict()["provenance"] for r in replies]
+    assert sorted(s["batch"]["index"] for s in summaries) == [0, 1, 2]
+    assert {s["batch"]["size"] for s in summaries} == {3}
