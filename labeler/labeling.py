@@ -142,8 +142,8 @@ def label_content(
     * audio: the rhythm label "short-long-short-short" per ``policy.audio`` (WAV in place;
       MP3/FLAC/Ogg re-encoded with ffmpeg), then the record in the format's own tag;
     * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
-    * documents (PDF, DOCX): the record in the document properties (``visible`` is not drawn
-      into the pages; show the label where the document is offered).
+    * documents: DOCX gets the label as its first paragraph; PDF, XLSX and PPTX the record only
+      (show the label where they are offered); the record goes into the document properties.
 
     ``visible=False`` writes the implicit label only, without re-encoding anything.
     """
@@ -163,6 +163,15 @@ def label_content(
         from .video import add_video_label
 
         data = add_video_label(data, policy.label_text, policy.visible, policy.filing_line)
+    elif visible and fmt.name == "docx":
+        from .documents import WORD_MAIN_TYPES, add_docx_label
+        from .formats import docx
+        from .text import label_marker
+
+        with docx.open_package(data) as zf:
+            is_word = docx.main_part(zf, WORD_MAIN_TYPES) is not None
+        if is_word:  # spreadsheets and presentations keep the implicit label only
+            data = add_docx_label(data, label_marker(policy))
     return label_bytes(
         data, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
     )

@@ -372,8 +372,10 @@ class _Responder:
     def _visible(self, kind: str, name: str) -> bool:
         if kind == "image":
             return self.mw.visible_images
-        if kind == "document" or self.mw.visible_media is False:
+        if self.mw.visible_media is False:
             return False
+        if kind == "document":  # a DOCX label paragraph needs nothing external
+            return True
         if self.mw.visible_media == "auto" and name != "wav":
             from . import ffmpeg
 

@@ -32,6 +32,7 @@ __all__ = [
     "end_fragment",
     "find_text_labels",
     "label_markdown",
+    "label_marker",
     "mark_text",
     "markdown_record",
     "read_text_mark",
@@ -55,18 +56,19 @@ _ALG_IDS = {"Ed25519": 1, "ES256": 2}
 # -- visible labels -----------------------------------------------------------------------------
 
 
-def _marker(policy: LabelPolicy) -> str:
+def label_marker(policy: LabelPolicy) -> str:
+    """The label as a bracketed prompt, e.g. 【AI生成】: what text and documents carry."""
     return f"【{policy.label_text_zh}】" if policy.language == "zh" else f"[{policy.label_text_en}]"
 
 
 def start_fragment(policy: LabelPolicy) -> str:
     """What a stream sends before the first token: the label as its own paragraph."""
-    return _marker(policy) + "\n\n"
+    return label_marker(policy) + "\n\n"
 
 
 def end_fragment(policy: LabelPolicy) -> str:
     """What a stream sends after the last token."""
-    return "\n\n" + _marker(policy)
+    return "\n\n" + label_marker(policy)
 
 
 def _is_label(inner: str) -> bool:
@@ -100,7 +102,7 @@ def add_text_label(text: str, policy: LabelPolicy, position: Position = "start")
     if position not in ("start", "end", "both"):
         raise ConfigError(f"position must be start, end or both, got {position!r}")
     has_start, has_end = find_text_labels(text)
-    marker = _marker(policy)
+    marker = label_marker(policy)
     if position in ("start", "both") and not has_start:
         front, body = _split_front_matter(text)
         if not body.strip() or _BLOCK_START.match(body):

@@ -142,15 +142,20 @@ def verify(data: bytes, trust: TrustStore | None = None, *, c2pa_anchors: str | 
 
 
 def _explicit_label(fmt: ContainerFormat, data: bytes) -> bool:
-    """A visible/audible label we can recognise in the content itself: the WAV rhythm label."""
-    if fmt.name != "wav":
-        return False
-    from .audio import find_rhythm_label
-
+    """A visible/audible label we can recognise in the content itself: the WAV rhythm label,
+    a Word document's opening label paragraph."""
     try:
-        return find_rhythm_label(data) is not None
+        if fmt.name == "wav":
+            from .audio import find_rhythm_label
+
+            return find_rhythm_label(data) is not None
+        if fmt.name == "docx":
+            from .documents import find_docx_label
+
+            return find_docx_label(data)
     except LabelerError:
-        return False
+        return False  # not a Word document (XLSX, PPTX), or one we can't read
+    return False
 
 
 def _verify_gb(data: bytes, trust: TrustStore | None) -> Verdict:

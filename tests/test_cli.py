@@ -257,6 +257,8 @@ def test_apply_and_verify_audio_video_documents(tmp_path: Path, media: dict[str,
     assert {Path(r["path"]).name: r["status"] for r in report} == dict.fromkeys(names.values(), "verified")
     wav = next(r for r in report if r["path"].endswith(".wav"))
     assert wav["label_source"] == "riff:AIGC" and wav["notice"] == "confirmed"
+    letter = next(r for r in report if r["path"].endswith(".docx"))
+    assert letter["explicit_label"]  # the label paragraph opens the document
     from labeler.audio import RhythmStyle, find_rhythm_label
 
     assert find_rhythm_label((tmp_path / "in/speech.wav").read_bytes(), RhythmStyle(frequency=1200)) == "both"

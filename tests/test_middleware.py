@@ -287,6 +287,11 @@ def test_raw_image_response_is_labeled(policy: LabelPolicy, trust: TrustStore) -
         ("ogg-opus", "audio/ogg", "vorbis-comment:AIGC"),
         ("mp4", "video/mp4", "mp4:udta/meta/keys:AIGC"),
         ("pdf", "application/pdf", "pdf:Info/AIGC"),
+        (
+            "docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "ooxml:docProps/custom.xml:AIGC",
+        ),
     ],
 )
 def test_audio_video_and_document_responses_are_labeled(
@@ -305,6 +310,10 @@ def test_audio_video_and_document_responses_are_labeled(
         from labeler.audio import find_rhythm_label
 
         assert verdict.explicit_label and find_rhythm_label(response.content) == "start"
+    if sample == "docx":
+        from labeler.documents import find_docx_label
+
+        assert verdict.explicit_label and find_docx_label(response.content)
 
 
 def test_media_without_ffmpeg_gets_the_implicit_label_in_auto_mode(

@@ -45,7 +45,7 @@ def accept(prefix: bytes) -> bool:
     return prefix[:4] == b"PK\x03\x04"
 
 
-def _open(data: bytes) -> zipfile.ZipFile:
+def open_package(data: bytes) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except ZIP_ERRORS as exc:
@@ -60,7 +60,7 @@ def _open(data: bytes) -> zipfile.ZipFile:
     return zf
 
 
-def _read(zf: zipfile.ZipFile, name: str, limit: int | None = None) -> bytes:
+def read_member(zf: zipfile.ZipFile, name: str, limit: int | None = None) -> bytes:
     info = zf.getinfo(name)
     if limit is not None and info.file_size > limit:
         raise MalformedFileError(f"{name} is larger than {limit} bytes")
@@ -80,7 +80,7 @@ def _blocks(zf: zipfile.ZipFile, name: str, size: int = 1 << 20) -> Iterator[byt
         raise MalformedFileError(f"ZIP member {name} is unreadable: {exc}") from None
 
 
-def _xml(raw: bytes, name: str) -> ET.Element:
+def parse_xml(raw: bytes, name: str) -> ET.Element:
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise MalformedFileError(f"{name} declares a DOCTYPE/ENTITY; refused (no entity expansion)")
     try:
@@ -90,11 +90,22 @@ def _xml(raw: bytes, name: str) -> ET.Element:
         raise MalformedFileError(f"{name} is not well-formed UTF-8 XML: {exc}") from None
 
 
+def main_part(zf: zipfile.ZipFile, content_types: tuple[str, ...]) -> str | None:
+    """The member name of the package's part of one of ``content_types`` (from
+    ``[Content_Types].xml`` overrides), or ``None``."""
+    root = parse_xml(read_member(zf, TYPES, MAX_XML), TYPES)
+    for override in root.findall(f"{{{NS_TYPES}}}Override"):
+        if override.get("ContentType") in content_types:
+            name = (override.get("PartName") or "").lstrip("/")
+            return name if name in zf.NameToInfo else None
+    return None
+
+
 def read_record(data: bytes) -> str | None:
-    with _open(data) as zf:
+    with open_package(data) as zf:
         if CUSTOM not in zf.NameToInfo:
             return None
-        root = _xml(_read(zf, CUSTOM, MAX_XML), CUSTOM)
+        root = parse_xml(read_member(zf, CUSTOM, MAX_XML), CUSTOM)
     for prop in root.findall(f"{{{NS_PROPS}}}property"):
         if prop.get("name") == NAME:
             return "".join(prop.itertext())
@@ -123,7 +134,7 @@ def _custom_xml(existing: bytes | None, record: str) -> bytes:
     kept: list[str] = []
     pid = 1
     if existing is not None:
-        root = _xml(existing, CUSTOM)
+        root = parse_xml(existing, CUSTOM)
         for prop in root.findall(f"{{{NS_PROPS}}}property"):
             if prop.get("name") == NAME:
                 continue
@@ -150,7 +161,7 @@ def _insert_before_close(raw: bytes, close: bytes, element: str, name: str) -> b
 
 
 def _with_override(raw: bytes) -> bytes:
-    root = _xml(raw, TYPES)
+    root = parse_xml(raw, TYPES)
     if any(o.get("PartName") == "/" + CUSTOM for o in root.findall(f"{{{NS_TYPES}}}Override")):
         return raw
     return _insert_before_close(
@@ -163,7 +174,7 @@ def _with_relationship(raw: bytes | None) -> bytes:
         raw = (
             f'<?xml version="1.0" encoding="UTF-8"?>\n<Relationships xmlns="{NS_RELS}"/>'.encode()
         )  # no rels yet
-    root = _xml(raw, RELS)
+    root = parse_xml(raw, RELS)
     rels = root.findall(f"{{{NS_RELS}}}Relationship")
     if any(r.get("Type") == CUSTOM_REL for r in rels):
         return raw
@@ -175,14 +186,22 @@ def _with_relationship(raw: bytes | None) -> bytes:
 
 
 def write_record(data: bytes, record: str) -> bytes:
-    out = io.BytesIO()
-    with _open(data) as zin:
+    with open_package(data) as zin:
         names = zin.NameToInfo
         replaced = {
-            CUSTOM: _custom_xml(_read(zin, CUSTOM, MAX_XML) if CUSTOM in names else None, record),
-            TYPES: _with_override(_read(zin, TYPES, MAX_XML)),
-            RELS: _with_relationship(_read(zin, RELS, MAX_XML) if RELS in names else None),
+            CUSTOM: _custom_xml(read_member(zin, CUSTOM, MAX_XML) if CUSTOM in names else None, record),
+            TYPES: _with_override(read_member(zin, TYPES, MAX_XML)),
+            RELS: _with_relationship(read_member(zin, RELS, MAX_XML) if RELS in names else None),
         }
+    return rewrite_members(data, replaced)
+
+
+def rewrite_members(data: bytes, replaced: dict[str, bytes]) -> bytes:
+    """The package with the members named in ``replaced`` given new content (same name, place,
+    date and compression; names it lacked are added at the end) and every other member copied."""
+    out = io.BytesIO()
+    replaced = dict(replaced)
+    with open_package(data) as zin:
         try:
             with zipfile.ZipFile(out, "w") as zout:
                 for info in zin.infolist():
@@ -202,7 +221,7 @@ def write_record(data: bytes, record: str) -> bytes:
 
 def content_digest(data: bytes) -> bytes:
     h = hashlib.sha256(b"ooxml")
-    with _open(data) as zf:
+    with open_package(data) as zf:
         for name in sorted(zf.NameToInfo):
             if name in (CUSTOM, TYPES, RELS):
                 continue
