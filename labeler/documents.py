@@ -1,24 +1,33 @@
-"""Explicit labels inside documents: the label as the first paragraph of a Word document.
+"""Explicit labels inside documents: a Word document's first paragraph, a PDF's first page.
 
 GB 45438 asks generated text to carry a text prompt at its start, end or a suitable middle, and
-a file that is downloaded or exported to carry the label itself. For a Word document that is a
-paragraph: the bracketed label (``【AI生成】``), bold, before the first paragraph of the body,
-where every reader sees it first. The rest of ``word/document.xml`` stays byte for byte as it
-was (the paragraph is spliced in, not re-serialised), and so does every other part. Adding it
-twice changes nothing. Spreadsheets and presentations have no such place; they keep the implicit
-label only.
+a file that is downloaded or exported to carry the label itself.
+
+* Word: the bracketed label (``【AI生成】``), bold, as the first paragraph of the body, where
+  every reader sees it first. The rest of ``word/document.xml`` stays byte for byte as it was
+  (the paragraph is spliced in, not re-serialised), and so does every other part.
+* PDF: the picture label of :mod:`labeler.visible` (same plate, font and geometry as on images:
+  text >= 5% of the page's shortest side, at the style's corner) stamped on page 1, as an
+  incremental update: the original bytes stay a prefix of the file. The stamp's image carries
+  ``/AIGCLabel true`` so the label can be found again without rendering the page.
+
+Adding either twice changes nothing. Spreadsheets and presentations have no such place; they
+keep the implicit label only.
 """
 
 from __future__ import annotations
 
+import io
 import re
+from typing import Any
 from xml.sax.saxutils import escape
 
 from .errors import MalformedFileError, UnsupportedFormatError
-from .formats import docx
+from .formats import docx, pdf
 from .text import find_text_labels
+from .visible import VisibleStyle, draw_label
 
-__all__ = ["WORD_MAIN_TYPES", "add_docx_label", "find_docx_label"]
+__all__ = ["WORD_MAIN_TYPES", "add_docx_label", "add_pdf_label", "find_docx_label", "find_pdf_label"]
 
 NS_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 #: Content types of a Word document's main part (plain, macro-enabled, templates).
@@ -92,3 +101,69 @@ def add_docx_label(data: bytes, marker: str) -> bytes:
     if not _first_paragraph_is_label(new, part):  # the splice must read back as we meant it
         raise MalformedFileError(f"{part}: the label paragraph did not read back")
     return docx.rewrite_members(data, {part: new})
+
+
+# -- PDF --------------------------------------------------------------------------------------------
+
+MARKER = "/AIGCLabel"
+#: Pixels of the stamp's longest page side: sharp text at any page size, bounded memory.
+_CANVAS_PX = 2400
+
+
+def find_pdf_label(data: bytes) -> bool:
+    """Whether page 1 of a PDF carries our stamped label (found by its image's marker)."""
+    reader = pdf.reader(data)
+    try:
+        if not reader.pages:
+            return False
+        xobjects = reader.pages[0].get("/Resources", {}).get("/XObject", {})
+        return any(ref.get_object().get(MARKER) is not None for ref in xobjects.values())
+    except Exception as exc:  # pypdf raises many kinds on hostile input
+        raise MalformedFileError(f"PDF page 1 is unreadable: {exc}") from exc
+
+
+def _stamp(width_pt: float, height_pt: float, text: str, style: VisibleStyle, second: str | None) -> Any:
+    """(pypdf page holding the label plate, its left and bottom offset in points)."""
+    from PIL import Image
+
+    pypdf = pdf.pypdf_module()
+    scale = min(4.0, _CANVAS_PX / max(width_pt, height_pt))  # pixels per point
+    canvas = Image.new("L", (max(1, round(width_pt * scale)), max(1, round(height_pt * scale))), 255)
+    box = draw_label(canvas, text, style, second)
+    out = io.BytesIO()
+    canvas.crop(box.plate).save(out, "PDF", resolution=72 * scale, quality=95)
+    page = pypdf.PdfReader(out).pages[0]
+    for ref in page["/Resources"]["/XObject"].values():
+        ref.get_object()[pypdf.generic.NameObject(MARKER)] = pypdf.generic.BooleanObject(True)
+    return page, box.plate[0] / scale, height_pt - box.plate[3] / scale
+
+
+def add_pdf_label(data: bytes, text: str, style: VisibleStyle, second: str | None = None) -> bytes:
+    """``data`` with the label stamped on page 1, appended as an incremental update; unchanged
+    if page 1 already has it. Raises MalformedFileError for PDFs pypdf can't update."""
+    if find_pdf_label(data):
+        return data
+    pypdf = pdf.pypdf_module()
+    data = pdf.stage(data)
+    try:
+        writer = pypdf.PdfWriter(io.BytesIO(data), incremental=True)
+        if not writer.pages:
+            raise MalformedFileError("PDF has no pages")
+        page = writer.pages[0]
+        if page.rotation % 360:
+            page.transfer_rotation_to_content()  # label the page as it is shown
+        left, bottom, right, top = (float(v) for v in page.cropbox)
+        stamp, dx, dy = _stamp(right - left, top - bottom, text, style, second)
+        page.merge_transformed_page(
+            stamp, pypdf.Transformation().translate(left + dx, bottom + dy), over=True
+        )
+        out = io.BytesIO()
+        writer.write(out)
+    except MalformedFileError:
+        raise
+    except Exception as exc:
+        raise MalformedFileError(f"PDF could not be labelled: {exc}") from exc
+    result = out.getvalue()
+    if not result.startswith(data) or not find_pdf_label(result):
+        raise MalformedFileError("PDF structure is inconsistent: the label would not read back")
+    return result

@@ -142,8 +142,9 @@ def label_content(
     * audio: the rhythm label "short-long-short-short" per ``policy.audio`` (WAV in place;
       MP3/FLAC/Ogg re-encoded with ffmpeg), then the record in the format's own tag;
     * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
-    * documents: DOCX gets the label as its first paragraph; PDF, XLSX and PPTX the record only
-      (show the label where they are offered); the record goes into the document properties.
+    * documents: DOCX gets the label as its first paragraph, PDF the picture label stamped on
+      page 1 (:mod:`labeler.documents`); XLSX and PPTX the record only (show the label where they
+      are offered); the record goes into the document properties.
 
     ``visible=False`` writes the implicit label only, without re-encoding anything.
     """
@@ -172,6 +173,10 @@ def label_content(
             is_word = docx.main_part(zf, WORD_MAIN_TYPES) is not None
         if is_word:  # spreadsheets and presentations keep the implicit label only
             data = add_docx_label(data, label_marker(policy))
+    elif visible and fmt.name == "pdf":
+        from .documents import add_pdf_label
+
+        data = add_pdf_label(data, policy.label_text, policy.visible, policy.filing_line)
     return label_bytes(
         data, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
     )

@@ -374,7 +374,7 @@ class _Responder:
             return self.mw.visible_images
         if self.mw.visible_media is False:
             return False
-        if kind == "document":  # a DOCX label paragraph needs nothing external
+        if kind == "document":  # a DOCX paragraph or a PDF stamp needs nothing external
             return True
         if self.mw.visible_media == "auto" and name != "wav":
             from . import ffmpeg

@@ -143,7 +143,7 @@ def verify(data: bytes, trust: TrustStore | None = None, *, c2pa_anchors: str | 
 
 def _explicit_label(fmt: ContainerFormat, data: bytes) -> bool:
     """A visible/audible label we can recognise in the content itself: the WAV rhythm label,
-    a Word document's opening label paragraph."""
+    a Word document's opening label paragraph, our stamp on a PDF's first page."""
     try:
         if fmt.name == "wav":
             from .audio import find_rhythm_label
@@ -153,6 +153,10 @@ def _explicit_label(fmt: ContainerFormat, data: bytes) -> bool:
             from .documents import find_docx_label
 
             return find_docx_label(data)
+        if fmt.name == "pdf":
+            from .documents import find_pdf_label
+
+            return find_pdf_label(data)
     except LabelerError:
         return False  # not a Word document (XLSX, PPTX), or one we can't read
     return False

@@ -12,9 +12,11 @@ apt_install() {
 }
 
 # exiftool: an independent reader of our labels; ffmpeg: video/compressed-audio explicit labels
-# and ffprobe, an independent reader of audio/video tags; chromium + its driver: the browser test.
+# and ffprobe, an independent reader of audio/video tags; chromium + its driver: the browser test;
+# poppler-utils: pdftoppm renders labelled PDF pages for the tests.
 missing=()
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 if [ "${LABELER_SKIP_FFMPEG:-0}" != 1 ]; then
   command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 fi

@@ -88,11 +88,12 @@ def decodes(path: Path) -> bool:
     return run.returncode == 0 and not run.stderr.strip()
 
 
-def make_pdf(pages: int = 1) -> bytes:
+def make_pdf(pages: int = 1, size: tuple[int, int] = (200, 100)) -> bytes:
+    """Pages of ``size`` points, each a white picture (made by Pillow)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    imgs = [Image.new("RGB", (200, 100), (255, 255, 255 - i)) for i in range(pages)]
+    imgs = [Image.new("RGB", size, (255, 255, 255 - i)) for i in range(pages)]
     imgs[0].save(buf, "PDF", save_all=True, append_images=imgs[1:])
     return buf.getvalue()
 

@@ -1,18 +1,26 @@
 """Explicit labels inside documents: the Word label paragraph, read back with ElementTree and
-checked to leave every other byte of the package's content as it was."""
+checked to leave every other byte of the package's content as it was; the PDF stamp, rendered by
+poppler and measured on the pixels."""
 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
-from media import DOCUMENT_XML, change_docx_text, make_docx
+from media import DOCUMENT_XML, change_docx_text, make_docx, make_pdf
+from PIL import Image, ImageChops, ImageStat
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import RectangleObject
 
 from labeler import LabelPolicy, Status, TrustStore, label_content, verify
-from labeler.documents import add_docx_label, find_docx_label
+from labeler.documents import add_docx_label, add_pdf_label, find_docx_label, find_pdf_label
 from labeler.errors import MalformedFileError, UnsupportedFormatError
 from labeler.text import label_marker
+from labeler.visible import VisibleStyle
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
@@ -120,3 +128,80 @@ def test_spreadsheets_keep_the_implicit_label_only(policy: LabelPolicy, trust: T
     verdict = verify(out, trust)
     assert verdict.status is Status.VERIFIED and not verdict.explicit_label
     assert _members(out)["word/document.xml"] == _members(xlsx)["word/document.xml"]
+
+
+# -- PDF: the label stamped on page 1 ------------------------------------------------------------
+
+
+def _render(data: bytes, tmp_path: Path) -> Image.Image:
+    """Page 1 as poppler (pdftoppm, Debian poppler-utils) renders it, at 2 px per point."""
+    (tmp_path / "in.pdf").write_bytes(data)
+    subprocess.run(
+        ["pdftoppm", "-r", "144", "-f", "1", "-l", "1", "-png", "in.pdf", "page"], cwd=tmp_path, check=True
+    )
+    (page,) = tmp_path.glob("page*.png")
+    img = Image.open(page).convert("L")
+    img.load()
+    page.unlink()
+    return img
+
+
+def _ink_height(img: Image.Image, box: tuple[int, int, int, int]) -> int:
+    """Height of the label text's ink in the box: the bright pixels on the dark plate."""
+    bright = img.crop(box).point(lambda v: 255 if v > 200 else 0).getbbox()
+    assert bright is not None
+    return bright[3] - bright[1]
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="needs pdftoppm (apt-get install poppler-utils)")
+def test_pdf_label_is_on_page_one_where_a_reader_sees_it(tmp_path: Path) -> None:
+    original = make_pdf(pages=2, size=(595, 842))  # A4 in points
+    labelled = add_pdf_label(original, "AI生成", VisibleStyle())
+    assert labelled.startswith(original)  # an incremental update: the original is a prefix
+    assert find_pdf_label(labelled) and not find_pdf_label(original)
+    before, after = _render(original, tmp_path), _render(labelled, tmp_path)
+    assert before.size == after.size == (1190, 1684)
+    changed = ImageChops.difference(before, after).getbbox()
+    assert changed is not None
+    left, top, right, bottom = changed
+    assert right >= after.width - 40 and bottom >= after.height - 40  # the bottom-right corner
+    assert right - left < after.width / 2 and bottom - top < after.height / 4  # and only there
+    plate = ImageStat.Stat(after.crop(changed)).median[0]
+    assert plate < 120  # a dark plate on the white page
+    ink = _ink_height(after, changed)
+    assert ink >= 0.05 * after.width  # text height >= 5% of the shortest side (GB 45438 geometry)
+    page_two_before = PdfReader(io.BytesIO(original)).pages[1].get_contents().get_data()
+    assert PdfReader(io.BytesIO(labelled)).pages[1].get_contents().get_data() == page_two_before
+
+
+def test_pdf_label_twice_is_once_and_survives_odd_pages() -> None:
+    once = add_pdf_label(make_pdf(), "AI生成", VisibleStyle())
+    assert add_pdf_label(once, "AI生成", VisibleStyle()) == once
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(size=(300, 200)))))
+    writer.pages[0].rotate(90)
+    writer.pages[0].cropbox = RectangleObject([20, 10, 280, 190])
+    odd = io.BytesIO()
+    writer.write(odd)
+    labelled = add_pdf_label(odd.getvalue(), "AI生成", VisibleStyle(placement="top-left"))
+    page = PdfReader(io.BytesIO(labelled)).pages[0]
+    assert find_pdf_label(labelled) and page.rotation == 0  # labelled as it is shown
+
+
+def test_broken_pdfs_are_a_clean_error() -> None:
+    for bad in (
+        b"%PDF-1.7\n%%EOF\n",
+        make_pdf()[:-200],
+        b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF",
+    ):
+        with pytest.raises(MalformedFileError):
+            add_pdf_label(bad, "AI生成", VisibleStyle())
+
+
+def test_label_content_stamps_and_signs_pdfs(policy: LabelPolicy, trust: TrustStore) -> None:
+    original = make_pdf()
+    out = label_content(original, policy)
+    verdict = verify(out, trust)
+    assert verdict.status is Status.VERIFIED and verdict.explicit_label and out.startswith(original)
+    assert label_content(original, policy, visible=False).startswith(original)
+    assert not verify(label_content(original, policy, visible=False), trust).explicit_label

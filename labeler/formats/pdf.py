@@ -32,7 +32,7 @@ def accept(prefix: bytes) -> bool:
     return prefix[:5] == b"%PDF-"
 
 
-def _pypdf() -> Any:
+def pypdf_module() -> Any:
     try:
         import pypdf
     except ImportError:
@@ -98,8 +98,8 @@ def content_digest(data: bytes) -> bytes:
     return hashlib.sha256(memoryview(data)[: label_free_end(data)]).digest()
 
 
-def _reader(data: bytes) -> Any:
-    pypdf = _pypdf()
+def reader(data: bytes) -> Any:
+    pypdf = pypdf_module()
     try:
         return pypdf.PdfReader(io.BytesIO(data), strict=False)
     except Exception as exc:  # pypdf raises many kinds on hostile input
@@ -108,7 +108,7 @@ def _reader(data: bytes) -> Any:
 
 def read_record(data: bytes) -> str | None:
     try:
-        info = _reader(data).metadata
+        info = reader(data).metadata
         value = info.get(KEY) if info is not None else None
     except MalformedFileError:
         raise
@@ -118,7 +118,7 @@ def read_record(data: bytes) -> str | None:
 
 
 def write_record(data: bytes, record: str) -> bytes:
-    pypdf = _pypdf()
+    pypdf = pypdf_module()
     data = stage(data)
     try:
         writer = pypdf.PdfWriter(io.BytesIO(data), incremental=True)
