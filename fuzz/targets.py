@@ -135,6 +135,25 @@ def _batch_token_seeds() -> list[bytes]:
     return [t.encode() for t in sign_payloads(payloads, policy.signing_key)[:3]]
 
 
+def _document(data: bytes) -> None:
+    """The document explicit labels: found again once added, never added twice."""
+    from labeler.documents import add_docx_label, add_pdf_label, find_docx_label, find_pdf_label
+    from labeler.visible import VisibleStyle
+
+    def add(document: bytes) -> bytes:
+        if pdf:
+            return add_pdf_label(document, "AI生成", VisibleStyle())
+        return add_docx_label(document, "【AI生成】")
+
+    pdf = data.startswith(b"%PDF")
+    find = find_pdf_label if pdf else find_docx_label
+    with contextlib.suppress(LabelerError):
+        find(data)
+    out = add(data)
+    assert find(out), "added label is not found again"
+    assert add(out) == out, "label added twice"
+
+
 def _xmp_seeds() -> list[bytes]:
     from labeler.xmp import XmpLabel, write_label
 
@@ -151,5 +170,6 @@ def all_targets() -> list[Target]:
         Target("sse-parser", _sse, _sse_seeds),
         Target("text-label-detector", _text, seeds.texts),
         Target("audio-rhythm", _rhythm, lambda: seeds.of_format("wav")),
+        Target("document-label", _document, lambda: seeds.of_format("pdf") + seeds.of_format("docx")),
         Target("verify(any file)", lambda d: verify(d), lambda: list(seeds.files().values()), ()),
     ]
