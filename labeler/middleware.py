@@ -13,8 +13,9 @@ GZipMiddleware does); the middleware object itself holds only configuration and 
   trailing SSE *comment*, which every conforming client ignores.
 * Images (``image/png|jpeg|webp|gif``): visible + implicit label + signature.
 * Audio (``audio/wav|mpeg|flac|ogg``, e.g. OpenAI ``audio/speech``), video (``video/mp4``) and
-  documents (PDF, DOCX): the record in the format's own tag, plus the rhythm label on audio and
-  the opening-frames label on video per ``visible_media``. Media are labelled in a worker
+  documents (PDF, DOCX): the record in the format's own tag, plus per ``visible_media`` the
+  rhythm label on audio, the opening-frames label on video, the label paragraph that opens a
+  DOCX and the page-1 stamp on a PDF. Media are labelled in a worker
   thread, so the event loop keeps serving other requests meanwhile.
 * Labelled responses carry ``AI-Generated: true``, ``AIGC`` (the GB record), ``AIGC-Filing-Number``
   and ``AIGC-Label`` (non-ASCII percent-encoded). ``GET /.well-known/aigc-label`` tells a UI what
@@ -107,8 +108,9 @@ class LabelingMiddleware:
         self.text_position = text_position
         self.labels = Labels(policy, text_position)
         self.visible_images = visible_images
-        #: audio/video explicit labels. "auto": WAV rhythm always; compressed audio and video
-        #: only where ffmpeg is installed. True: always (a missing ffmpeg is a labelling failure).
+        #: audio/video/document explicit labels. "auto": WAV rhythm, DOCX and PDF labels always;
+        #: compressed audio and video only where ffmpeg is installed. True: always (a missing
+        #: ffmpeg is a labelling failure). False: the implicit label only.
         self.visible_media = visible_media
         self.include_paths = tuple(include_paths) if include_paths is not None else None
         self.exclude_paths = tuple(exclude_paths)
@@ -279,9 +281,9 @@ class _Responder:
         ctype, encoding = "", "identity"
         for name, value in start["headers"]:  # one pass, no Headers object: this runs per response
             name = name.lower()
-            if name == b"content-type":
+            if name == b"content-type" and not ctype:  # the first one counts, as in Headers.get
                 ctype = value.decode("latin-1").split(";")[0].strip().lower()
-            elif name == b"content-encoding":
+            elif name == b"content-encoding" and encoding == "identity":
                 encoding = value.decode("latin-1")
         if encoding.strip().lower() != "identity":
             self.mw.stats["passed_encoded"] += 1
