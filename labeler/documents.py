@@ -22,7 +22,7 @@ import re
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .errors import MalformedFileError, UnsupportedFormatError
+from .errors import LabelerError, MalformedFileError, UnsupportedFormatError
 from .formats import docx, pdf
 from .text import find_text_labels
 from .visible import VisibleStyle, draw_label
@@ -159,9 +159,9 @@ def add_pdf_label(data: bytes, text: str, style: VisibleStyle, second: str | Non
         )
         out = io.BytesIO()
         writer.write(out)
-    except MalformedFileError:
+    except LabelerError:  # ours, typed already (e.g. a page too small for a legible label)
         raise
-    except Exception as exc:
+    except Exception as exc:  # pypdf raises many kinds on hostile input
         raise MalformedFileError(f"PDF could not be labelled: {exc}") from exc
     result = out.getvalue()
     if not result.startswith(data) or not find_pdf_label(result):

@@ -205,3 +205,10 @@ def test_label_content_stamps_and_signs_pdfs(policy: LabelPolicy, trust: TrustSt
     assert verdict.status is Status.VERIFIED and verdict.explicit_label and out.startswith(original)
     assert label_content(original, policy, visible=False).startswith(original)
     assert not verify(label_content(original, policy, visible=False), trust).explicit_label
+
+
+def test_a_page_too_narrow_for_the_label_says_so() -> None:
+    from labeler.errors import LabelTooLargeError
+
+    with pytest.raises(LabelTooLargeError):  # typed as what it is, not as a broken PDF
+        add_pdf_label(make_pdf(size=(2, 600)), "由人工智能生成的内容", VisibleStyle())
