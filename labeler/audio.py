@@ -208,6 +208,34 @@ def find_rhythm_label(
     return "start" if where["start"] else "end" if where["end"] else None
 
 
+#: The most of compressed audio decoded to look for the rhythm label (it sits at either end).
+MAX_DECODE_SECONDS = 900
+
+
+def find_rhythm_label_in(
+    data: bytes, media_format: str, style: RhythmStyle = RhythmStyle()
+) -> Literal["start", "end", "both"] | None:
+    """:func:`find_rhythm_label` for any audio we label: WAV directly; MP3, FLAC and Ogg decoded
+    by ffmpeg first (the first 15 minutes). Raises :class:`ToolNotFoundError` without ffmpeg."""
+    if media_format == "wav":
+        return find_rhythm_label(data, style)
+    if media_format not in ("mp3", "flac", "ogg"):
+        raise UnsupportedFormatError(f"no rhythm label in {media_format} content")
+    import tempfile
+    from pathlib import Path
+
+    from . import ffmpeg
+
+    with tempfile.TemporaryDirectory(prefix="labeler-audio-") as tmp:
+        work = Path(tmp)
+        (work / "in").write_bytes(data)
+        ffmpeg.run(
+            "-i", "in", "-map", "0:a:0", "-t", str(MAX_DECODE_SECONDS), "-c:a", "pcm_s16le", "-f", "wav",
+            "decoded.wav", cwd=work,
+        )  # fmt: skip
+        return find_rhythm_label((work / "decoded.wav").read_bytes(), style)
+
+
 #: Encoders for compressed audio, used around the rhythm label (ffmpeg, when installed).
 _ENCODERS: dict[str, tuple[str, ...]] = {
     "mp3": ("-c:a", "libmp3lame", "-q:a", "2"),

@@ -36,7 +36,9 @@ def _files(paths: Sequence[str]) -> list[Path]:
     return [task.source for task in plan(paths, None)]
 
 
-def _verify_path(path: Path, trust: TrustStore, c2pa_anchors: str | None = None) -> Verdict:
+def _verify_path(
+    path: Path, trust: TrustStore, c2pa_anchors: str | None = None, decode_audio: bool = False
+) -> Verdict:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -45,7 +47,7 @@ def _verify_path(path: Path, trust: TrustStore, c2pa_anchors: str | None = None)
         from .text import verify_text
 
         return verify_text(data.decode("utf-8", "replace"), trust)
-    return verify(data, trust, c2pa_anchors=c2pa_anchors)
+    return verify(data, trust, c2pa_anchors=c2pa_anchors, decode_audio=decode_audio)
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     order = list(Status)
     required = Status(args.require) if args.require else None
     anchors = Path(args.c2pa_trust).read_text() if args.c2pa_trust else None
-    results = [(path, _verify_path(path, trust, anchors)) for path in _files(args.paths)]
+    results = [(path, _verify_path(path, trust, anchors, args.decode_audio)) for path in _files(args.paths)]
     failed = required is not None and any(order.index(v.status) > order.index(required) for _, v in results)
     if args.json:
         print(json.dumps([{"path": str(p), **v.to_dict()} for p, v in results], ensure_ascii=False, indent=2))
@@ -285,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--c2pa-trust", help="PEM root certificates that make C2PA credentials 'Trusted'")
+    p.add_argument(
+        "--decode-audio",
+        action="store_true",
+        help="also listen for the rhythm label in MP3/FLAC/Ogg (decodes with ffmpeg)",
+    )
     p.add_argument(
         "--require",
         choices=[s.value for s in Status],

@@ -129,11 +129,21 @@ def _find_label(data: bytes) -> tuple[ContainerFormat, XmpLabel | None, str | No
     return fmt, xmp, (fmt.read_fallback(data) if xmp is None else None)
 
 
-def verify(data: bytes, trust: TrustStore | None = None, *, c2pa_anchors: str | None = None) -> Verdict:
+def verify(
+    data: bytes,
+    trust: TrustStore | None = None,
+    *,
+    c2pa_anchors: str | None = None,
+    decode_audio: bool = False,
+) -> Verdict:
     """The verdict on ``data``'s AIGC label, signature, integrity and signer trust, plus the
     state of C2PA Content Credentials when the file has them (``Trusted`` needs ``c2pa_anchors``,
-    PEM root certificates) and c2pa-python is installed."""
-    verdict = _verify_gb(data, trust)
+    PEM root certificates) and c2pa-python is installed.
+
+    ``decode_audio=True`` also listens for the rhythm label in MP3, FLAC and Ogg (decoded by
+    ffmpeg, where installed; WAV is always checked): on audio whose tags were stripped it is what
+    makes the verdict "suspected" rather than nothing."""
+    verdict = _verify_gb(data, trust, decode_audio)
     if b"c2pa" in data:  # the JUMBF label of every C2PA store: a cheap pre-filter
         from .content_credentials import read_content_credentials
 
@@ -141,14 +151,15 @@ def verify(data: bytes, trust: TrustStore | None = None, *, c2pa_anchors: str | 
     return verdict
 
 
-def _explicit_label(fmt: ContainerFormat, data: bytes) -> bool:
-    """A visible/audible label we can recognise in the content itself: the WAV rhythm label,
-    a Word document's opening label paragraph, our stamp on a PDF's first page."""
+def _explicit_label(fmt: ContainerFormat, data: bytes, decode_audio: bool = False) -> bool:
+    """A visible/audible label we can recognise in the content itself: the rhythm label (WAV;
+    compressed audio with ``decode_audio``), a Word document's opening label paragraph, our
+    stamp on a PDF's first page."""
     try:
-        if fmt.name == "wav":
-            from .audio import find_rhythm_label
+        if fmt.name == "wav" or (decode_audio and fmt.kind == "audio"):
+            from .audio import find_rhythm_label_in
 
-            return find_rhythm_label(data) is not None
+            return find_rhythm_label_in(data, fmt.name) is not None
         if fmt.name == "docx":
             from .documents import find_docx_label
 
@@ -158,17 +169,17 @@ def _explicit_label(fmt: ContainerFormat, data: bytes) -> bool:
 
             return find_pdf_label(data)
     except LabelerError:
-        return False  # not a Word document (XLSX, PPTX), or one we can't read
+        return False  # not a Word document (XLSX, PPTX), no ffmpeg, or content we can't read
     return False
 
 
-def _verify_gb(data: bytes, trust: TrustStore | None) -> Verdict:
+def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False) -> Verdict:
     try:
         fmt, xmp, fallback = _find_label(data)
     except LabelerError as exc:
         return Verdict(Status.UNREADABLE, problems=(str(exc),))
     media_format = fmt.name
-    explicit = _explicit_label(fmt, data)
+    explicit = _explicit_label(fmt, data, decode_audio)
     if xmp is None and fallback is None:
         return Verdict(Status.NO_LABEL, media_format, explicit_label=explicit)
     problems: list[str] = []

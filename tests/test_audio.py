@@ -158,3 +158,36 @@ def test_adding_the_rhythm_twice_changes_nothing(position: str) -> None:
     assert add_rhythm_label(once, style) == once
     if position != "both":  # the other side is still added when asked for
         assert find_rhythm_label(add_rhythm_label(once, RhythmStyle(position="both"))) == "both"
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_verify_hears_the_rhythm_in_compressed_audio_even_without_tags(
+    policy: LabelPolicy, trust: TrustStore, media: dict[str, bytes], tmp_path: Path
+) -> None:
+    """A platform that transcodes uploads loses the tags; the rhythm survives and, with
+    ``decode_audio``, makes the verdict "suspected" (Measures Art. 6 case 3)."""
+    labelled = label_content(media["mp3"], policy)  # rhythm + signed record
+    assert verify(labelled, trust).explicit_label is False  # not listened to by default
+    heard = verify(labelled, trust, decode_audio=True)
+    assert heard.status is Status.VERIFIED and heard.explicit_label
+    assert FFMPEG is not None
+    (tmp_path / "in.mp3").write_bytes(labelled)
+    for target in ("stripped.mp3", "stripped.ogg", "stripped.flac"):  # tags gone, codec changed
+        subprocess.run(
+            [FFMPEG, "-v", "error", "-i", "in.mp3", "-map_metadata", "-1", target], cwd=tmp_path, check=True
+        )
+        verdict = verify((tmp_path / target).read_bytes(), trust, decode_audio=True)
+        assert verdict.status is Status.NO_LABEL and verdict.notice == "suspected", target
+    plain = verify(media["mp3"], trust, decode_audio=True)
+    assert plain.notice == "none" and not plain.explicit_label
+
+
+def test_decode_audio_without_ffmpeg_reports_no_explicit_label(
+    media: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "mp3" not in media:
+        pytest.skip("needs ffmpeg to make the sample")
+    monkeypatch.setenv("LABELER_FFMPEG", "/nonexistent/ffmpeg")
+    verdict = verify(media["mp3"], decode_audio=True)  # never raises on content
+    assert verdict.status is Status.NO_LABEL and not verdict.explicit_label

@@ -266,3 +266,15 @@ def test_apply_and_verify_audio_video_documents(tmp_path: Path, media: dict[str,
     assert again.stdout.strip().endswith(f"0 labeled, {len(names)} skipped (already labeled), 0 failed")
     inspect = json.loads(run("inspect", "in/report.pdf", cwd=tmp_path).stdout)
     assert inspect["kind"] == "document" and json.loads(inspect["pdf:Info/AIGC"])["AIGC"]["Label"] == "1"
+
+
+@pytest.mark.slow
+def test_verify_decode_audio_hears_the_rhythm(tmp_path: Path, media: dict[str, bytes]) -> None:
+    if "mp3" not in media:
+        pytest.skip("needs ffmpeg to make the sample")
+    from labeler.audio import add_rhythm_label_to
+
+    (tmp_path / "voice.mp3").write_bytes(add_rhythm_label_to(media["mp3"], "mp3"))  # no record
+    plain = json.loads(run("verify", "--json", "voice.mp3", cwd=tmp_path).stdout)[0]
+    heard = json.loads(run("verify", "--json", "--decode-audio", "voice.mp3", cwd=tmp_path).stdout)[0]
+    assert plain["notice"] == "none" and heard["notice"] == "suspected" and heard["explicit_label"]
