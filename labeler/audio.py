@@ -229,9 +229,11 @@ def find_rhythm_label_in(
     with tempfile.TemporaryDirectory(prefix="labeler-audio-") as tmp:
         work = Path(tmp)
         (work / "in").write_bytes(data)
+        # The demuxer is forced, never guessed: verify reads untrusted uploads, and a guessed
+        # playlist or concat demuxer would make ffmpeg open other files or URLs.
         ffmpeg.run(
-            "-i", "in", "-map", "0:a:0", "-t", str(MAX_DECODE_SECONDS), "-c:a", "pcm_s16le", "-f", "wav",
-            "decoded.wav", cwd=work,
+            "-f", media_format, "-i", "in", "-map", "0:a:0", "-t", str(MAX_DECODE_SECONDS),
+            "-c:a", "pcm_s16le", "-f", "wav", "decoded.wav", cwd=work,
         )  # fmt: skip
         return find_rhythm_label((work / "decoded.wav").read_bytes(), style)
 

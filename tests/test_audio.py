@@ -191,3 +191,13 @@ def test_decode_audio_without_ffmpeg_reports_no_explicit_label(
     monkeypatch.setenv("LABELER_FFMPEG", "/nonexistent/ffmpeg")
     verdict = verify(media["mp3"], decode_audio=True)  # never raises on content
     assert verdict.status is Status.NO_LABEL and not verdict.explicit_label
+
+
+@needs_ffmpeg
+def test_decoding_untrusted_audio_never_guesses_a_playlist_demuxer(tmp_path: Path) -> None:
+    """An "MP3" (ID3 magic) whose body is a playlist naming another file: decoded as MP3 only."""
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(add_rhythm_label(sine_wav(0.5)))  # would read as "suspected" if opened
+    playlist = b"ID3\x04\x00\x00\x00\x00\x00\x00#EXTM3U\n#EXTINF:1,\n" + str(secret).encode() + b"\n"
+    verdict = verify(playlist, decode_audio=True)
+    assert not verdict.explicit_label and verdict.notice == "none"
