@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.applications import Starlette
@@ -19,9 +20,13 @@ ANSWER = (
 ) * 3
 
 
-def bare() -> Starlette:
+def bare(model_seconds: float = 0.0) -> Starlette:
+    """The chat endpoint: a canned answer, after ``model_seconds`` of (awaited) model time."""
+
     async def chat(request: Request) -> Response:
         await request.body()
+        if model_seconds:
+            await asyncio.sleep(model_seconds)
         return JSONResponse(
             {
                 "id": "chatcmpl-1",
@@ -48,6 +53,26 @@ def policy(signed: bool = True) -> LabelPolicy:
 
 def wrapped() -> LabelingMiddleware:
     return LabelingMiddleware(bare(), policy=policy())
+
+
+# The endpoint behind a model that answers in 5 ms or 50 ms (awaited, as a server awaits its
+# model); real chat completions take hundreds to thousands of milliseconds.
+
+
+def bare_model_5ms() -> Starlette:
+    return bare(0.005)
+
+
+def wrapped_model_5ms() -> LabelingMiddleware:
+    return LabelingMiddleware(bare(0.005), policy=policy())
+
+
+def bare_model_50ms() -> Starlette:
+    return bare(0.05)
+
+
+def wrapped_model_50ms() -> LabelingMiddleware:
+    return LabelingMiddleware(bare(0.05), policy=policy())
 
 
 def wrapped_single_signatures() -> LabelingMiddleware:
