@@ -13,6 +13,7 @@ import math
 import struct
 from array import array
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .errors import MalformedFileError, UnsupportedFormatError
@@ -222,20 +223,26 @@ def find_rhythm_label_in(
     if media_format not in ("mp3", "flac", "ogg"):
         raise UnsupportedFormatError(f"no rhythm label in {media_format} content")
     import tempfile
-    from pathlib import Path
-
-    from . import ffmpeg
 
     with tempfile.TemporaryDirectory(prefix="labeler-audio-") as tmp:
         work = Path(tmp)
         (work / "in").write_bytes(data)
-        # The demuxer is forced, never guessed: verify reads untrusted uploads, and a guessed
-        # playlist or concat demuxer would make ffmpeg open other files or URLs.
-        ffmpeg.run(
-            "-f", media_format, "-i", "in", "-map", "0:a:0", "-t", str(MAX_DECODE_SECONDS),
-            "-c:a", "pcm_s16le", "-f", "wav", "decoded.wav", cwd=work,
-        )  # fmt: skip
-        return find_rhythm_label((work / "decoded.wav").read_bytes(), style)
+        decoded = _decode_to_wav(work, "in", media_format, "-t", str(MAX_DECODE_SECONDS))
+        return find_rhythm_label(decoded, style)
+
+
+def _decode_to_wav(work: Path, name: str, media_format: str, *limits: str) -> bytes:
+    """The first audio stream of ``work/name`` as 16-bit PCM WAV, decoded by ffmpeg.
+
+    The demuxer is forced, never guessed: verify reads untrusted uploads, and a guessed playlist
+    or concat demuxer would make ffmpeg open other files or URLs."""
+    from . import ffmpeg
+
+    ffmpeg.run(
+        "-f", media_format, "-i", name, "-map", "0:a:0", *limits, "-c:a", "pcm_s16le", "-f", "wav",
+        "decoded.wav", cwd=work,
+    )  # fmt: skip
+    return (work / "decoded.wav").read_bytes()
 
 
 #: Encoders for compressed audio, used around the rhythm label (ffmpeg, when installed).
@@ -259,7 +266,6 @@ def add_rhythm_label_to(data: bytes, media_format: str, style: RhythmStyle = Rhy
     if codec not in _ENCODERS:
         raise UnsupportedFormatError(f"no rhythm label for {media_format} audio")
     import tempfile
-    from pathlib import Path
 
     from . import ffmpeg
 
@@ -267,8 +273,8 @@ def add_rhythm_label_to(data: bytes, media_format: str, style: RhythmStyle = Rhy
     with tempfile.TemporaryDirectory(prefix="labeler-audio-") as tmp:
         work = Path(tmp)
         (work / f"in{suffix}").write_bytes(data)
-        ffmpeg.run("-i", f"in{suffix}", "-map", "0:a:0", "-c:a", "pcm_s16le", "decoded.wav", cwd=work)
-        (work / "labeled.wav").write_bytes(add_rhythm_label((work / "decoded.wav").read_bytes(), style))
+        decoded = _decode_to_wav(work, f"in{suffix}", media_format)
+        (work / "labeled.wav").write_bytes(add_rhythm_label(decoded, style))
         ffmpeg.run(
             "-i", "labeled.wav", "-i", f"in{suffix}", "-map", "0:a", "-map_metadata", "1",
             *_ENCODERS[codec], f"out{suffix}", cwd=work,
