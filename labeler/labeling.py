@@ -6,12 +6,13 @@ sign -> write the GB record + IPTC + provenance into the slot. Pure: bytes in, b
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from typing import TYPE_CHECKING, Literal
 
 from . import __version__
 from .aigc import AigcRecord, Label, new_produce_id
-from .errors import AlreadyLabeledError
+from .errors import AlreadyLabeledError, UnsupportedFormatError
 from .formats import detect
 from .policy import LabelPolicy
 from .provenance import sign_for, utc_now
@@ -165,13 +166,10 @@ def label_content(
 
         data = add_video_label(data, policy.label_text, policy.visible, policy.filing_line)
     elif visible and fmt.name == "docx":
-        from .documents import WORD_MAIN_TYPES, add_docx_label
-        from .formats import docx
+        from .documents import add_docx_label
         from .text import label_marker
 
-        with docx.open_package(data) as zf:
-            is_word = docx.main_part(zf, WORD_MAIN_TYPES) is not None
-        if is_word:  # spreadsheets and presentations keep the implicit label only
+        with contextlib.suppress(UnsupportedFormatError):  # XLSX/PPTX: the implicit label only
             data = add_docx_label(data, label_marker(policy))
     elif visible and fmt.name == "pdf":
         from .documents import add_pdf_label
