@@ -11,19 +11,23 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# exiftool: an independent reader of our labels; ffmpeg: video/compressed-audio explicit labels
-# and ffprobe, an independent reader of audio/video tags; chromium + its driver: the browser test;
-# poppler-utils: pdftoppm renders labelled PDF pages for the tests.
+# Debian packages every test relies on, each checked by package (not by command), so a machine
+# that has a tool but lacks a Recommends we use still gets it:
+# - libimage-exiftool-perl: exiftool, an outside reader of our labels; libarchive-zip-perl (its
+#   Recommends) lets it read DOCX/XLSX/PPTX, libunicode-linebreak-perl (the other Recommends)
+#   keeps its text output as upstream intends;
+# - libexempi8: Adobe's XMP toolkit (exempi), read through python-xmp-toolkit as the TC260
+#   guides' reference code does;
+# - poppler-utils: pdftoppm renders labelled PDF pages;
+# - ffmpeg: video/compressed-audio explicit labels, and ffprobe, an outside reader of AV tags;
+# - chromium + chromium-driver: the browser tests.
+packages=(libimage-exiftool-perl libarchive-zip-perl libunicode-linebreak-perl libexempi8 poppler-utils)
+[ "${LABELER_SKIP_FFMPEG:-0}" = 1 ] || packages+=(ffmpeg)
+[ "${LABELER_SKIP_BROWSER:-0}" = 1 ] || packages+=(chromium chromium-driver)
 missing=()
-command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
-command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
-if [ "${LABELER_SKIP_FFMPEG:-0}" != 1 ]; then
-  command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-fi
-if [ "${LABELER_SKIP_BROWSER:-0}" != 1 ]; then
-  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-fi
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} (Debian)"
   apt_install "${missing[@]}"
@@ -35,6 +39,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-echo "setup: installing aigc-labeler[${EXTRAS:-dev,server,c2pa,media}] (editable)"
-.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,server,c2pa,media}]"
+echo "setup: installing aigc-labeler[${EXTRAS:-dev,server,c2pa,media,interop}] (editable)"
+.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,server,c2pa,media,interop}]"
 .venv/bin/python -c "import labeler; print('setup: labeler', labeler.__version__, 'ready')"
