@@ -1,9 +1,14 @@
 """The GB 45438-2025 Annex E implicit-label record.
 
-Seven string fields under an ``AIGC`` key. Values are limited to a printable-ASCII subset
+Seven string fields in one flat JSON object. Values are limited to a printable-ASCII subset
 (0x21, 0x23-0x5B, 0x5D-0x7E: no space, quote or backslash), which is why provider *codes*
-rather than names go in ``ContentProducer``. We write the wrapped form ``{"AIGC":{...}}`` and
-read both the wrapped and the bare form, since both occur in real files.
+rather than names go in ``ContentProducer``.
+
+Every slot with a key of its own (XMP ``TC260:AIGC``, the WAV ``AIGC`` chunk, ``TXXX:AIGC``,
+our ``AIGC`` header...) holds the flat object: that is what the TC260 guides' reference code
+writes, what real producer files carry and what strict verifiers accept. The wrapped form
+``{"AIGC":{...}}`` is only for a slot without a key (EXIF UserComment, a PNG text chunk). We read
+both, because both occur in real files (and our versions before 0.2 wrote the wrapped form).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from . import jsonfast
 from .errors import InvalidRecordError
 
-__all__ = ["FIELD_ORDER", "AigcRecord", "Label", "check_charset", "new_produce_id"]
+__all__ = ["FIELD_ORDER", "AigcRecord", "Label", "check_charset", "new_produce_id", "single_record"]
 
 #: Field names in the order Annex E lists them; serialisation keeps this order.
 FIELD_ORDER = (
@@ -117,9 +122,9 @@ class AigcRecord:
         if _ALLOWED.fullmatch("".join(fields)) is None or not producer or not produce_id:
             return AigcRecord.first_write(*fields).to_json()  # raises, naming the culprit
         return (
-            f'{{"AIGC":{{"Label":"1","ContentProducer":"{producer}","ProduceID":"{produce_id}",'
+            f'{{"Label":"1","ContentProducer":"{producer}","ProduceID":"{produce_id}",'
             f'"ReservedCode1":"{reserved_code1}","ContentPropagator":"{producer}",'
-            f'"PropagateID":"{produce_id}","ReservedCode2":""}}}}'
+            f'"PropagateID":"{produce_id}","ReservedCode2":""}}'
         )
 
     def with_fields(self, **changes: str) -> AigcRecord:
@@ -131,8 +136,9 @@ class AigcRecord:
         values["Label"] = self.Label.value
         return values
 
-    def to_json(self, *, wrapped: bool = True) -> str:
-        """Compact JSON in Annex E field order; wrapped in ``{"AIGC":...}`` by default."""
+    def to_json(self, *, wrapped: bool = False) -> str:
+        """Compact JSON in Annex E field order: the flat object every keyed slot holds;
+        ``wrapped=True`` gives ``{"AIGC":{...}}`` for a slot without a key of its own."""
         body: dict[str, Any] = self.as_dict()
         return jsonfast.dumps({"AIGC": body} if wrapped else body).decode("ascii")
 
@@ -164,3 +170,20 @@ class AigcRecord:
                 raise InvalidRecordError(f"AIGC field {name} must be a string")
             values[name] = value
         return cls(**values)  # type: ignore[arg-type]
+
+
+def single_record(values: list[str]) -> str | None:
+    """The one record among the AIGC values found in one file, or ``None`` if there are none.
+
+    GB 45438 allows one label per file: the same record in two slots (say flat in XMP and
+    wrapped in EXIF UserComment) is one label, but two *different* records are a malformed label,
+    never "first wins". Raises :class:`InvalidRecordError` naming the conflict."""
+    distinct = list(dict.fromkeys(v.strip() for v in values))
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else None
+    records = {AigcRecord.from_json(v) for v in distinct}  # an unparsable one raises here
+    if len(records) > 1:
+        raise InvalidRecordError(
+            f"{len(records)} different AIGC records in one file; GB 45438 allows one label per file"
+        )
+    return distinct[0]

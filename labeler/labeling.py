@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Literal
 from . import __version__
 from .aigc import AigcRecord, Label, new_produce_id
 from .errors import AlreadyLabeledError, UnsupportedFormatError
-from .formats import detect
+from .formats import detect, find_label
 from .policy import LabelPolicy
 from .provenance import sign_for, utc_now
-from .xmp import XmpLabel, read_label, write_label
+from .xmp import XmpLabel, write_label
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
@@ -43,10 +43,10 @@ def label_bytes(
     label), ``"keep"`` returns ``data`` unchanged (idempotent batch runs), ``"replace"``
     relabels (e.g. your own earlier label). Pixels and all other bytes are kept as they are.
     """
-    fmt = detect(data)
-    existing = fmt.read_xmp(data)
-    if _already_labeled(data, on_existing, existing):
+    found = find_label(data)
+    if _already_labeled(found.labelled, on_existing):
         return data
+    fmt, existing = found.format, found.packet
     label = Label(label)
     produce_id = produce_id or new_produce_id()
     staged = fmt.stage(data)  # from here on, adding the slot changes nothing that is digested
@@ -78,16 +78,14 @@ def label_bytes(
     return fmt.write_xmp(staged, packet)
 
 
-def has_label(data: bytes, packet: bytes | None = None) -> bool:
-    """Whether ``data`` carries an AIGC label (XMP or a fallback slot). Cheap: no digest."""
-    fmt = detect(data)
-    packet = fmt.read_xmp(data) if packet is None else packet
-    return (packet is not None and read_label(packet) is not None) or bool(fmt.read_fallback(data))
+def has_label(data: bytes) -> bool:
+    """Whether ``data`` carries an AIGC label (XMP or the format's own slot). Cheap: no digest."""
+    return find_label(data).labelled
 
 
-def _already_labeled(data: bytes, on_existing: OnExisting, packet: bytes | None = None) -> bool:
-    """True if ``data`` is labelled and should be kept as is; raises for ``"error"``."""
-    if not has_label(data, packet):
+def _already_labeled(labelled: bool, on_existing: OnExisting) -> bool:
+    """True if labelled content should be kept as is; raises for ``"error"``."""
+    if not labelled:
         return False
     if on_existing == "error":
         raise AlreadyLabeledError(
@@ -110,7 +108,7 @@ def label_image(
     """The full label of a picture: the visible label drawn per ``policy.visible`` (GB 45438
     geometry), then the implicit label and signature written on the final bytes, then (given
     ``c2pa``) a C2PA manifest, last, so that it binds all of the above."""
-    if _already_labeled(data, on_existing):
+    if _already_labeled(has_label(data), on_existing):
         return data
     if visible:
         from .visible import render_visible_label  # Pillow is only needed here
@@ -155,7 +153,7 @@ def label_content(
             data, policy, visible=visible, label=label, produce_id=produce_id, created=created,
             on_existing=on_existing, c2pa=c2pa,
         )  # fmt: skip
-    if _already_labeled(data, on_existing):
+    if _already_labeled(has_label(data), on_existing):
         return data
     if visible and fmt.kind == "audio":
         from .audio import add_rhythm_label_to

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 
 from .aigc import AigcRecord, Label, new_produce_id
-from .errors import LabelerError
-from .formats import detect
+from .errors import InvalidRecordError, LabelerError
+from .formats import find_label
 from .policy import LabelPolicy
 from .provenance import sign_for
-from .xmp import XmpLabel, read_label, write_label
+from .xmp import XmpLabel, write_label
 
 __all__ = ["NoLabelError", "propagate_bytes"]
 
@@ -35,15 +35,16 @@ def propagate_bytes(
     ``declared``: for unlabelled content, ``Label.POSSIBLY`` (the uploader declared it AI) or
     ``Label.SUSPECTED`` (traces were found). Labelled content keeps its producer's Label.
     """
-    fmt = detect(data)
+    found = find_label(data)  # before staging, which may empty a slot
+    if found.problem is not None:
+        raise InvalidRecordError(f"can't propagate a malformed label: {found.problem}")
+    fmt = found.format
     staged = fmt.stage(data)
     packet = fmt.read_xmp(staged)
-    existing = read_label(packet) if packet is not None else None
-    fallback = fmt.read_fallback(data) if existing is None else None  # staging may empty the slot
     propagate_id = propagate_id or new_produce_id()
-    if existing is not None or fallback is not None:
-        record = AigcRecord.from_json(existing.aigc if existing is not None else fallback or "")
-        xmp = existing or XmpLabel(aigc="")
+    if found.record is not None:
+        record = AigcRecord.from_json(found.record)
+        xmp = found.xmp or XmpLabel(aigc="")
     elif declared is None:
         raise NoLabelError(
             "no AIGC label: say what the platform knows (declared: Label 2, suspected: Label 3)"

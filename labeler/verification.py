@@ -19,10 +19,10 @@ from typing import Any
 
 from .aigc import AigcRecord
 from .errors import InvalidRecordError, LabelerError
-from .formats import ContainerFormat, detect
+from .formats import ContainerFormat, find_label
 from .provenance import SignedProvenance, parse_token
 from .signing import TrustStore, b64url_encode
-from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel, read_label
+from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260
 
 __all__ = ["Status", "Verdict", "judge_record", "verify"]
 
@@ -120,15 +120,6 @@ class Verdict:
         return out
 
 
-def _find_label(data: bytes) -> tuple[ContainerFormat, XmpLabel | None, str | None]:
-    """(container format, XMP label or None, record JSON from another slot or None).
-    Raises LabelerError."""
-    fmt = detect(data)
-    packet = fmt.read_xmp(data)
-    xmp = read_label(packet) if packet is not None else None
-    return fmt, xmp, (fmt.read_fallback(data) if xmp is None else None)
-
-
 def verify(
     data: bytes,
     trust: TrustStore | None = None,
@@ -175,22 +166,25 @@ def _explicit_label(fmt: ContainerFormat, data: bytes, decode_audio: bool = Fals
 
 def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False) -> Verdict:
     try:
-        fmt, xmp, fallback = _find_label(data)
+        found = find_label(data)
     except LabelerError as exc:
         return Verdict(Status.UNREADABLE, problems=(str(exc),))
+    fmt, xmp = found.format, found.xmp
     media_format = fmt.name
     explicit = _explicit_label(fmt, data, decode_audio)
-    if xmp is None and fallback is None:
+    if not found.labelled:
         return Verdict(Status.NO_LABEL, media_format, explicit_label=explicit)
     problems: list[str] = []
-    source = "xmp" if xmp is not None else fmt.record_slot
+    source = found.source or fmt.record_slot
     if xmp is not None:
         if xmp.aigc_namespace != NS_TC260:
             problems.append(f"AIGC property in non-standard namespace {xmp.aigc_namespace!r}")
         if xmp.digital_source_type != DIGITAL_SOURCE_TYPE_AI:
             problems.append("IPTC DigitalSourceType trainedAlgorithmicMedia missing")
     try:
-        record = AigcRecord.from_json(xmp.aigc if xmp is not None else fallback or "")
+        if found.problem is not None:
+            raise InvalidRecordError(found.problem)
+        record = AigcRecord.from_json(found.record or "")
     except InvalidRecordError as exc:
         return Verdict(
             Status.MALFORMED_LABEL,
@@ -207,7 +201,7 @@ def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False
         verdict = judge_record(
             record,
             token,
-            lambda: _digest(data),
+            lambda: fmt.content_digest(data),
             trust,
             media_format=media_format,
             label_source=source,
@@ -216,7 +210,7 @@ def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False
         )
         if record.ReservedCode2:
             verdict = dataclasses.replace(
-                verdict, propagation=check_propagation(record, lambda: _digest(data), trust)
+                verdict, propagation=check_propagation(record, lambda: fmt.content_digest(data), trust)
             )
     except LabelerError as exc:  # the label reads, but the content around it is broken
         return Verdict(
@@ -340,7 +334,3 @@ def judge_record(
     else:
         status = Status.VERIFIED
     return verdict(status, signed=signed, signature_valid=True, key_trusted=trusted, content_intact=intact)
-
-
-def _digest(data: bytes) -> bytes:
-    return detect(data).content_digest(data)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import MalformedFileError
@@ -41,7 +41,7 @@ NS_X = "adobe:ns:meta/"
 DIGITAL_SOURCE_TYPE_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 #: An exiftool config that teaches it the TC260 namespace, so it can *write* XMP-TC260:AIGC too
-#: (``exiftool -config tc260.config -XMP-TC260:AIGC='{"AIGC":...}' file``); reading needs none.
+#: (``exiftool -config tc260.config -XMP-TC260:AIGC='{"Label":"1",...}' file``); reading needs none.
 EXIFTOOL_CONFIG = """%Image::ExifTool::UserDefined = ('Image::ExifTool::XMP::Main' => { TC260 => {
   SubDirectory => { TagTable => 'Image::ExifTool::UserDefined::TC260' } } });
 %Image::ExifTool::UserDefined::TC260 = ( GROUPS => { 0 => 'XMP', 1 => 'XMP-TC260', 2 => 'Image' },
@@ -94,6 +94,8 @@ class XmpLabel:
     created: str | None = None
     filing_numbers: str | None = None  #: "; "-joined, for people; the signed copy is in provenance
     aigc_namespace: str = NS_TC260  #: where the AIGC property was found (a wrong one is reported)
+    #: every TC260 AIGC value the packet holds, as read (not compared: a view of ``aigc``)
+    aigc_values: tuple[str, ...] = field(default=(), compare=False)
 
 
 def parse_packet(packet: bytes) -> tuple[ET.Element, dict[str, str]]:
@@ -125,29 +127,36 @@ def _is_ours(tag: str) -> bool:
 
 
 def read_label(packet: bytes) -> XmpLabel | None:
-    """The label in a packet, or ``None``. Accepts the property as element or attribute, and
-    an ``AIGC`` property in a wrong namespace (reported via ``aigc_namespace``)."""
+    """The label in a packet, or ``None``. Accepts the property as element or attribute, under
+    any prefix bound to the TC260 URI, and an ``AIGC`` property in a wrong namespace (reported
+    via ``aigc_namespace``). Every TC260 value found is in ``aigc_values`` (one label per file:
+    :func:`labeler.aigc.single_record` judges them)."""
     root, _ = parse_packet(packet)
     found: dict[str, str] = {}
-    aigc: tuple[str, str] | None = None
+    values: list[str] = []
     fallback: tuple[str, str] | None = None
     for desc in _descriptions(root):
         items = list(desc.attrib.items()) + [(c.tag, c.text or "") for c in desc if len(c) == 0]
         for tag, value in items:
-            if tag == _TAG_AIGC and aigc is None:
-                aigc = (value, NS_TC260)
+            if tag == _TAG_AIGC:
+                values.append(value.strip())
             elif tag.endswith("}AIGC") and fallback is None:
                 fallback = (value, tag[1:].split("}")[0])
             elif tag == _TAG_DST:
                 found.setdefault("digital_source_type", value)
             elif tag.startswith(f"{{{NS_LABELER}}}"):
                 found.setdefault(tag.split("}")[1], value)
-    aigc = aigc or fallback
-    if aigc is None:
+    if values:
+        aigc, namespace = values[0], NS_TC260
+    elif fallback is not None:
+        aigc, namespace = fallback[0].strip(), fallback[1]
+        values = [aigc]
+    else:
         return None
     return XmpLabel(
-        aigc=aigc[0].strip(),
-        aigc_namespace=aigc[1],
+        aigc=aigc,
+        aigc_namespace=namespace,
+        aigc_values=tuple(values),
         digital_source_type=found.get("digital_source_type"),
         **{attr: found.get(prop) for attr, prop in _READABLE.items()},
     )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labeler.aigc import FIELD_ORDER, AigcRecord, Label, check_charset, new_produce_id
+from labeler.aigc import FIELD_ORDER, AigcRecord, Label, check_charset, new_produce_id, single_record
 from labeler.errors import InvalidRecordError
 
 ALLOWED = st.text(
@@ -17,12 +17,34 @@ ALLOWED = st.text(
 NONEMPTY = ALLOWED.filter(bool)
 
 
-def test_wrapped_json_has_all_seven_fields_in_annex_e_order() -> None:
+def test_json_is_one_flat_object_of_seven_fields_in_annex_e_order() -> None:
     record = AigcRecord.first_write("001191440300708461136T1XGW3", "abc123", "sig")
     text = record.to_json()
-    assert text.startswith('{"AIGC":{"Label":"1","ContentProducer":')
-    assert list(json.loads(text)["AIGC"]) == list(FIELD_ORDER)
+    assert text.startswith('{"Label":"1","ContentProducer":"001191440300708461136T1XGW3",')
+    assert list(json.loads(text)) == list(FIELD_ORDER)
+    assert all(isinstance(v, str) for v in json.loads(text).values())
     assert " " not in text
+
+
+def test_wrapped_form_only_on_request_and_both_forms_read_alike() -> None:
+    record = AigcRecord.first_write("P", "ID1", "sig")
+    wrapped = record.to_json(wrapped=True)
+    assert list(json.loads(wrapped)) == ["AIGC"]
+    assert list(json.loads(wrapped)["AIGC"]) == list(FIELD_ORDER)
+    assert AigcRecord.from_json(wrapped) == AigcRecord.from_json(record.to_json()) == record
+
+
+def test_single_record_one_label_per_file() -> None:
+    flat = AigcRecord.first_write("P", "ID1", "sig").to_json()
+    wrapped = AigcRecord.first_write("P", "ID1", "sig").to_json(wrapped=True)
+    other = AigcRecord.first_write("P", "ID2", "sig").to_json()
+    assert single_record([]) is None
+    assert single_record([flat, f" {flat} "]) == flat
+    assert single_record([flat, wrapped]) == flat  # the same record in two slots is one label
+    with pytest.raises(InvalidRecordError, match="2 different AIGC records"):
+        single_record([flat, other])
+    with pytest.raises(InvalidRecordError):
+        single_record([flat, "{not json"])
 
 
 def test_first_write_copies_producer_into_propagator_fields() -> None:

@@ -45,7 +45,7 @@ def _labelled_once(name: str, data: bytes, trust: TrustStore) -> bool:
     if name.endswith((".md", ".txt")):
         text = data.decode("utf-8")
         return verify_text(text, trust).ok and text.count("AI生成") == 1
-    single = data.count(b"<TC260:AIGC>") if not name.endswith(".wav") else data.count(b'{"AIGC":')
+    single = data.count(b"<TC260:AIGC>") if not name.endswith(".wav") else data.count(b'{"Label":')
     return single == 1 and verify(data, trust).status is Status.VERIFIED
 
 

@@ -58,7 +58,7 @@ def test_both_labels_valid_together(
     assert verdict.c2pa is not None and verdict.c2pa["state"] == "Trusted"
     aigc = verdict.c2pa["aigc"]
     assert aigc["filing_numbers"] == list(policy.filing_numbers)
-    assert aigc["record"]["AIGC"]["ProduceID"] == verdict.record.ProduceID  # type: ignore[union-attr]
+    assert aigc["record"]["ProduceID"] == verdict.record.ProduceID  # type: ignore[union-attr]
 
 
 def test_manifest_contents(policy: LabelPolicy, config: C2paConfig) -> None:
@@ -115,7 +115,7 @@ def test_exiftool_still_reads_the_gb_label(tmp_path: Path, policy: LabelPolicy, 
             check=True,
         ).stdout
     )[0]
-    assert json.loads(info["XMP-TC260:Aigc"])["AIGC"]["ContentProducer"] == policy.producer
+    assert json.loads(info["XMP-TC260:Aigc"])["ContentProducer"] == policy.producer
 
 
 def test_callback_signer(policy: LabelPolicy, ca: dict[str, Path]) -> None:

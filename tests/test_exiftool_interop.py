@@ -37,7 +37,7 @@ def test_exiftool_reads_tc260_aigc_and_digital_source_type(tmp_path: Path, polic
         originals[-1].write_bytes(data)
     before = _exiftool("-validate", "-warning", "-a", *originals)
     for info, orig in zip(_exiftool("-XMP:all", "-validate", "-warning", "-a", *paths), before, strict=True):
-        aigc = json.loads(str(info["XMP-TC260:Aigc"]))["AIGC"]
+        aigc = json.loads(str(info["XMP-TC260:Aigc"]))
         assert aigc["Label"] == "1" and aigc["ContentProducer"] == policy.producer
         assert info["XMP-iptcExt:DigitalSourceType"] == DIGITAL_SOURCE_TYPE_AI
         assert info["XMP-aigcl:Provider"] == policy.provider_name

@@ -148,7 +148,7 @@ _PROPERTY_POLICY = LabelPolicy(provider_name="ExampleAI", signing_key=SigningKey
 def test_markdown_front_matter_round_trip(policy: LabelPolicy, trust: TrustStore) -> None:
     doc = "---\ntitle: Report\n---\n# Report\n\nBody text.\n"
     labeled = label_markdown(doc, policy)
-    assert labeled.startswith('---\ntitle: Report\nAIGC: \'{"AIGC":{"Label":"1"')
+    assert labeled.startswith('---\ntitle: Report\nAIGC: \'{"Label":"1"')
     assert "【AI生成】" in labeled
     verdict = verify_text(labeled, trust)
     assert verdict.status is Status.VERIFIED and verdict.label_source == "front-matter"

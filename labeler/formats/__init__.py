@@ -2,5 +2,6 @@
 
 from . import docx, flac, gif, jpeg, mp3, mp4, ogg, pdf, png, wav, webp  # noqa: F401  (registration side effect)
 from .base import ContainerFormat, detect, formats, register
+from .finder import Found, find_label
 
-__all__ = ["ContainerFormat", "detect", "formats", "register"]
+__all__ = ["ContainerFormat", "Found", "detect", "find_label", "formats", "register"]
