@@ -197,7 +197,7 @@ def test_label_from_png_text_fallback_is_read() -> None:
     verdict = verify(encode(make_image(), "PNG", pnginfo=info))
     assert (
         verdict.status is Status.UNSIGNED
-        and verdict.label_source == "fallback"
+        and verdict.label_source == "png:tEXt/AIGC"
         and verdict.notice == "possible"
     )
 

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterator
 from xml.sax.saxutils import escape
 
+from ..aigc import single_record
 from ..errors import MalformedFileError, UnsupportedFormatError
 from .base import record_format, register
 
@@ -106,10 +107,8 @@ def read_record(data: bytes) -> str | None:
         if CUSTOM not in zf.NameToInfo:
             return None
         root = parse_xml(read_member(zf, CUSTOM, MAX_XML), CUSTOM)
-    for prop in root.findall(f"{{{NS_PROPS}}}property"):
-        if prop.get("name") == NAME:
-            return "".join(prop.itertext())
-    return None
+    props = root.findall(f"{{{NS_PROPS}}}property")
+    return single_record(["".join(p.itertext()) for p in props if p.get("name") == NAME])
 
 
 def _emit(elem: ET.Element) -> str:

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import LabelTooLargeError, MalformedFileError
+from . import exif
 from .base import ContainerFormat, complement, digest_ranges, register, splice
 
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -108,21 +109,24 @@ def content_digest(data: bytes) -> bytes:
 
 
 def read_fallback(data: bytes) -> str | None:
-    """An AIGC JSON that another tool put in EXIF UserComment (0x9286), if any."""
-    import piexif  # only needed for this rare path
-
+    """An AIGC record that another tool put in EXIF UserComment (0x9286), if any."""
     for seg in segments(data):
         if seg.is_exif(data):
-            try:
-                exif = piexif.load(seg.payload(data))
-            except Exception:  # piexif raises assorted errors on broken EXIF; it is only a hint
-                return None
-            raw = exif.get("Exif", {}).get(piexif.ExifIFD.UserComment)
-            if isinstance(raw, bytes) and b"AIGC" in raw:
-                text = raw[8:] if raw[:8] in (b"ASCII\x00\x00\x00", b"UNICODE\x00", b"\x00" * 8) else raw
-                encoding = "utf-16" if raw[:8] == b"UNICODE\x00" else "utf-8"
-                return text.decode(encoding, "replace").strip("\x00 ")
+            return exif.read_user_comment_record(data[seg.start + 4 : seg.end])
     return None
+
+
+def stage(data: bytes) -> bytes:
+    """Before our label goes into XMP: blank an AIGC record in EXIF UserComment (one label per
+    file; same length, so nothing else moves). Files without one come back as they are."""
+    for seg in segments(data):
+        if seg.is_exif(data):
+            payload = data[seg.start + 4 : seg.end]
+            blanked = exif.blank_user_comment_record(payload)
+            if blanked is not payload:
+                return splice(data, [(seg.start + 4, seg.end)], blanked)
+            break
+    return data
 
 
 FORMAT = register(
@@ -135,5 +139,7 @@ FORMAT = register(
         write_xmp,
         content_digest,
         read_fallback,
+        stage=stage,
+        record_slot="exif:UserComment",
     )
 )

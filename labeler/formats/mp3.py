@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..aigc import single_record
 from ..errors import MalformedFileError
 from . import tagging
 from .base import digest_ranges, record_format, register
@@ -57,11 +58,10 @@ def read_record(data: bytes) -> str | None:
     if data[:3] != b"ID3":
         return None
 
-    def get(tags: Any) -> str | None:
-        frames = tags.getall(f"TXXX:{DESCRIPTION}")
-        return str(frames[0].text[0]) if frames and frames[0].text else None
+    def get(tags: Any) -> list[str]:
+        return [str(text) for frame in tags.getall(f"TXXX:{DESCRIPTION}") for text in frame.text]
 
-    return tagging.read(data, "mutagen.id3.ID3", get)
+    return single_record(tagging.read(data, "mutagen.id3.ID3", get))
 
 
 def write_record(data: bytes, record: str) -> bytes:

@@ -14,6 +14,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
+from ..aigc import single_record
 from ..errors import MalformedFileError, UnsupportedFormatError
 from .base import record_format, register
 
@@ -138,15 +139,13 @@ def read_record(data: bytes) -> str | None:
     ilst = next((k for k in kids if k.type == b"ilst"), None)
     if keys is None or ilst is None:
         return None
-    names = _keys(data, keys)
-    if b"mdta" + KEY not in names:
-        return None
-    index = names.index(b"mdta" + KEY) + 1
-    for item in boxes(data, ilst.body, ilst.end):
-        if int.from_bytes(item.type, "big") == index:
-            value = _item_value(data, item)
-            return None if value is None else value.decode("utf-8", "replace")
-    return None
+    ours = {i + 1 for i, name in enumerate(_keys(data, keys)) if name == b"mdta" + KEY}
+    values = [
+        value.decode("utf-8", "replace")
+        for item in boxes(data, ilst.body, ilst.end)
+        if int.from_bytes(item.type, "big") in ours and (value := _item_value(data, item)) is not None
+    ]
+    return single_record(values)  # two AIGC keys with different records: one label per file
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 It is inserted before the first ``IDAT`` (so streaming readers meet it before the pixels);
 image chunks are copied untouched. A ``tEXt``/``iTXt``/``zTXt`` chunk keyed ``AIGC``, which some
-tools write, is read as a fallback.
+tools write (wrapped or flat), is read too, and dropped when we write our label (one per file).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from ..aigc import single_record
 from ..errors import MalformedFileError
 from .base import ContainerFormat, complement, digest_ranges, register, splice
 
@@ -120,15 +121,34 @@ def content_digest(data: bytes) -> bytes:
     return digest_ranges(data, complement(spans, len(data)))
 
 
+def _is_aigc_text(chunk: Chunk, data: bytes) -> bool:
+    return chunk.type in (b"tEXt", b"zTXt", b"iTXt") and data.startswith(b"AIGC\x00", chunk.start + 8)
+
+
 def read_fallback(data: bytes) -> str | None:
-    for chunk in chunks(data):
-        if chunk.type in (b"tEXt", b"zTXt", b"iTXt") and data.startswith(b"AIGC\x00", chunk.start + 8):
-            parsed = _text_chunk(chunk, data)
-            if parsed is not None:
-                return parsed[1]
-    return None
+    """The record in ``tEXt``/``zTXt``/``iTXt`` chunks keyed ``AIGC`` (TC260-PG-20259A's
+    example), if any; two chunks holding different records raise InvalidRecordError."""
+    texts = [parsed[1] for c in chunks(data) if _is_aigc_text(c, data) and (parsed := _text_chunk(c, data))]
+    return single_record(texts)
+
+
+def stage(data: bytes) -> bytes:
+    """Before our label goes into XMP: drop ``AIGC`` text chunks (one label per file)."""
+    spans = [(c.start, c.end) for c in chunks(data) if _is_aigc_text(c, data)]
+    return splice(data, spans, b"") if spans else data
 
 
 FORMAT = register(
-    ContainerFormat("png", "image/png", (".png",), accept, read_xmp, write_xmp, content_digest, read_fallback)
+    ContainerFormat(
+        "png",
+        "image/png",
+        (".png",),
+        accept,
+        read_xmp,
+        write_xmp,
+        content_digest,
+        read_fallback,
+        stage=stage,
+        record_slot="png:tEXt/AIGC",
+    )
 )

@@ -11,6 +11,7 @@ import io
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..aigc import single_record
 from ..errors import MalformedFileError, UnsupportedFormatError
 
 __all__ = ["edit", "read", "read_comment", "write_comment"]
@@ -55,13 +56,13 @@ def edit(data: bytes, opener: str, change: Callable[[Any], dict[str, Any]]) -> b
 
 
 def read_comment(data: bytes, opener: str, field: str) -> str | None:
-    """The first value of Vorbis comment ``field`` (FLAC, Ogg), or None."""
+    """The value of Vorbis comment ``field`` (FLAC, Ogg), or None; a field repeated with
+    different records raises InvalidRecordError (one label per file)."""
 
-    def get(audio: Any) -> str | None:
-        values = audio.tags.get(field) if audio.tags is not None else None
-        return str(values[0]) if values else None
+    def get(audio: Any) -> list[str]:
+        return [str(v) for v in (audio.tags.get(field) or [])] if audio.tags is not None else []
 
-    return read(data, opener, get)
+    return single_record(read(data, opener, get))
 
 
 def write_comment(data: bytes, opener: str, field: str, value: str) -> bytes:

@@ -7,6 +7,7 @@ field, the only byte that changes when the chunk is added, is left out.
 
 from __future__ import annotations
 
+from ..aigc import single_record
 from . import riff
 from .base import digest_ranges, record_format, register
 
@@ -23,8 +24,9 @@ def walk(data: bytes) -> tuple[list[riff.Chunk], int]:
 
 def read_record(data: bytes) -> str | None:
     chunks, _ = walk(data)
-    payload = next((c.payload(data) for c in chunks if c.fourcc == SLOT), None)
-    return None if payload is None else payload.rstrip(b"\x00").decode("latin-1")
+    return single_record(
+        [c.payload(data).rstrip(b"\x00").decode("latin-1") for c in chunks if c.fourcc == SLOT]
+    )
 
 
 def write_record(data: bytes, record: str) -> bytes:
