@@ -95,7 +95,7 @@ def bench(name: str, data: bytes, policy: LabelPolicy, files: int, runs: int) ->
         if shutil.which("exiftool"):
             config = Path(tmp, "tc260.config")
             config.write_text(EXIFTOOL_CONFIG)
-            record = '{"AIGC":{"Label":"1","ContentProducer":"ExampleAI","ProduceID":"x"}}'
+            record = '{"Label":"1","ContentProducer":"ExampleAI","ProduceID":"x"}'
             dst2 = Path(tmp, "exif")
             shutil.copytree(src, dst2)
             t0 = time.perf_counter()

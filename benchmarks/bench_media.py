@@ -33,7 +33,7 @@ from labeler import LabelPolicy, SigningKey, label_bytes
 from labeler.audio import add_rhythm_label
 from labeler.video import add_video_label
 
-RECORD = '{"AIGC":{"Label":"1","ContentProducer":"001191440300708461136T1XGW3","ProduceID":"x"}}'
+RECORD = '{"Label":"1","ContentProducer":"001191440300708461136T1XGW3","ProduceID":"x"}'
 
 
 def samples(tmp: Path) -> dict[str, bytes]:

@@ -31,6 +31,28 @@ def policy() -> LabelPolicy:
     )
 
 
+#: A record as other producers put it where there is no key: EXIF UserComment, PNG tEXt.
+FOREIGN_RECORD = '{"AIGC":{"Label":"2","ContentProducer":"x","ProduceID":"y"}}'
+
+
+def _exif_record() -> bytes:
+    import piexif
+
+    body = b"ASCII\x00\x00\x00" + FOREIGN_RECORD.encode()
+    exif: bytes = piexif.dump(
+        {"0th": {piexif.ImageIFD.Make: b"Fuzz"}, "Exif": {piexif.ExifIFD.UserComment: body}}
+    )
+    return exif
+
+
+def _png_text_record() -> object:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("AIGC", FOREIGN_RECORD)
+    return info
+
+
 def _images() -> dict[str, bytes]:
     from PIL import Image
 
@@ -38,7 +60,9 @@ def _images() -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name, fmt, params in (
         ("jpeg", "JPEG", {"quality": 80, "xmp": XMP}),
+        ("jpeg-exif-record", "JPEG", {"quality": 80, "exif": _exif_record()}),
         ("png", "PNG", {}),
+        ("png-text-record", "PNG", {"pnginfo": _png_text_record()}),
         ("webp", "WEBP", {"quality": 60}),
         ("webp-lossless", "WEBP", {"lossless": True}),
         ("gif", "GIF", {}),

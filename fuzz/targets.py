@@ -24,7 +24,7 @@ class Target:
 
 
 PACKET = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
-RECORD = '{"AIGC":{"Label":"1","ContentProducer":"x"}}'
+RECORD = '{"Label":"1","ContentProducer":"x","ProduceID":"y"}'
 
 
 def _container(name: str) -> Target:
@@ -43,6 +43,7 @@ def _container(name: str) -> Target:
                 out = fmt.write_xmp(staged, PACKET)
                 assert fmt.read_xmp(out) == PACKET, "written packet does not read back"
                 assert fmt.content_digest(out) == fmt.content_digest(staged), "digest covers the slot"
+                assert fmt.read_fallback(out) is None, "a second record survives beside our label"
         except LabelerError:
             pass
 
