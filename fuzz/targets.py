@@ -155,6 +155,38 @@ def _document(data: bytes) -> None:
     assert add(out) == out, "label added twice"
 
 
+def _label_api(data: bytes) -> None:
+    """The public labelling entry points: on any input, a labelled result or a LabelerError that
+    we raised on purpose (an UnexpectedParserError is the safety net catching a parser: a find)."""
+    from labeler import Label, label_bytes, label_content, propagate_bytes
+    from labeler.errors import UnexpectedParserError
+    from labeler.formats import detect
+
+    policy = seeds.policy()
+
+    def content() -> object:
+        if detect(data).kind in ("image", "document") or detect(data).name == "wav":  # no ffmpeg
+            return label_content(data, policy, on_existing="replace")
+        return None
+
+    calls: list[Callable[[], object]] = [
+        lambda: label_bytes(data, policy, on_existing="replace"),
+        lambda: propagate_bytes(data, policy, declared=Label.SUSPECTED),
+        content,
+    ]
+    for call in calls:
+        try:
+            call()
+        except UnexpectedParserError as exc:
+            raise AssertionError(f"unanticipated {type(exc.__cause__).__name__}: {exc}") from exc
+        except LabelerError:
+            pass
+
+
+def _label_api_seeds() -> list[bytes]:
+    return [d for d in seeds.files().values() if d[:4] not in (b"ID3\x03", b"ID3\x04", b"fLaC", b"OggS")]
+
+
 def _xmp_seeds() -> list[bytes]:
     from labeler.xmp import XmpLabel, write_label
 
@@ -172,5 +204,6 @@ def all_targets() -> list[Target]:
         Target("text-label-detector", _text, seeds.texts),
         Target("audio-rhythm", _rhythm, lambda: seeds.of_format("wav")),
         Target("document-label", _document, lambda: seeds.of_format("pdf") + seeds.of_format("docx")),
+        Target("label/propagate(any file)", _label_api, _label_api_seeds),
         Target("verify(any file)", lambda d: verify(d), lambda: list(seeds.files().values()), ()),
     ]

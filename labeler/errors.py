@@ -6,6 +6,13 @@ application can catch one type and never see a crash from a parser.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 __all__ = [
     "AlreadyLabeledError",
     "ConfigError",
@@ -15,7 +22,9 @@ __all__ = [
     "MalformedFileError",
     "SigningKeyError",
     "ToolNotFoundError",
+    "UnexpectedParserError",
     "UnsupportedFormatError",
+    "typed_errors",
 ]
 
 
@@ -53,3 +62,28 @@ class AlreadyLabeledError(LabelerError):
 
 class ToolNotFoundError(LabelerError):
     """An external program this operation needs (e.g. ffmpeg for video labels) is not installed."""
+
+
+class UnexpectedParserError(MalformedFileError):
+    """A library underneath (Pillow, pypdf, mutagen, ...) failed on the content in a way we did
+    not anticipate. The public entry points turn any such failure into this error, so a host
+    application catches one type; the original exception is chained as ``__cause__``."""
+
+
+def typed_errors(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorate a public entry point that takes content: whatever a parser underneath raises
+    leaves as a :class:`LabelerError` (ours as they are, anything else as
+    :class:`UnexpectedParserError`), so one bad file never surfaces as a stray exception type."""
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except LabelerError:
+            raise
+        except Exception as exc:
+            raise UnexpectedParserError(
+                f"{func.__name__}: the content broke a parser ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    return wrapper

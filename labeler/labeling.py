@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from . import __version__
 from .aigc import AigcRecord, Label, new_produce_id
-from .errors import AlreadyLabeledError, UnsupportedFormatError
+from .errors import AlreadyLabeledError, UnsupportedFormatError, typed_errors
 from .formats import detect, find_label
 from .policy import LabelPolicy
 from .provenance import sign_for, utc_now
@@ -26,6 +26,7 @@ __all__ = ["has_label", "label_bytes", "label_content", "label_image"]
 OnExisting = Literal["error", "keep", "replace"]
 
 
+@typed_errors
 def label_bytes(
     data: bytes,
     policy: LabelPolicy,
@@ -78,6 +79,7 @@ def label_bytes(
     return fmt.write_xmp(staged, packet)
 
 
+@typed_errors
 def has_label(data: bytes) -> bool:
     """Whether ``data`` carries an AIGC label (XMP or the format's own slot). Cheap: no digest."""
     return find_label(data).labelled
@@ -94,6 +96,7 @@ def _already_labeled(labelled: bool, on_existing: OnExisting) -> bool:
     return on_existing == "keep"
 
 
+@typed_errors
 def label_image(
     data: bytes,
     policy: LabelPolicy,
@@ -124,6 +127,7 @@ def label_image(
     return out
 
 
+@typed_errors
 def label_content(
     data: bytes,
     policy: LabelPolicy,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from .aigc import AigcRecord, Label, new_produce_id
-from .errors import InvalidRecordError, LabelerError
+from .errors import InvalidRecordError, LabelerError, typed_errors
 from .formats import find_label
 from .policy import LabelPolicy
 from .provenance import sign_for
@@ -27,6 +27,7 @@ class NoLabelError(LabelerError):
     """The content has no AIGC label and the platform did not say what it knows."""
 
 
+@typed_errors
 def propagate_bytes(
     data: bytes, policy: LabelPolicy, *, declared: Label | str | None = None, propagate_id: str | None = None
 ) -> bytes:

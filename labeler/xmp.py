@@ -14,11 +14,11 @@ outright, so no entity (internal or external) is ever expanded.
 
 from __future__ import annotations
 
-import io
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
+from . import safexml
 from .errors import MalformedFileError
 
 __all__ = [
@@ -106,16 +106,7 @@ def parse_packet(packet: bytes) -> tuple[ET.Element, dict[str, str]]:
         text = packet.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedFileError("XMP packet is not UTF-8") from None
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise MalformedFileError("XMP packet declares a DOCTYPE/ENTITY; refused (no entity expansion)")
-    prefixes: dict[str, str] = {}
-    events = ET.iterparse(io.BytesIO(text.lstrip("\ufeff").encode("utf-8")), events=("start-ns",))
-    try:
-        for _event, (prefix, uri) in events:
-            prefixes.setdefault(uri, prefix)
-    except (ET.ParseError, ValueError, RecursionError) as exc:
-        raise MalformedFileError(f"XMP packet is not well-formed XML: {exc}") from None
-    return events.root, prefixes  # type: ignore[attr-defined]  # documented, missing from stubs
+    return safexml.parse(text.lstrip("\ufeff").encode("utf-8"), "XMP packet")
 
 
 def _descriptions(root: ET.Element) -> list[ET.Element]:

@@ -78,3 +78,26 @@ def test_unsigned_policy_writes_record_without_reserved_code(policy: LabelPolicy
     out = label_bytes(SAMPLES["jpeg"], policy.with_changes(signing_key=None))
     record, xmp = _label_of(out)
     assert record.ReservedCode1 == "" and xmp.provenance is None
+
+
+def test_nothing_but_a_labeler_error_escapes(monkeypatch: pytest.MonkeyPatch, policy: LabelPolicy) -> None:
+    """A parser failing in a way nobody anticipated still leaves as a LabelerError (the cause
+    chained), from every public entry point that takes content."""
+    import dataclasses
+
+    from labeler import Label, label_content, propagate_bytes
+    from labeler.errors import UnexpectedParserError
+    from labeler.formats import base, png
+
+    def broken(data: bytes) -> bytes:
+        raise ZeroDivisionError("a parser bug")
+
+    monkeypatch.setitem(base._REGISTRY, "png", dataclasses.replace(png.FORMAT, content_digest=broken))
+    for call in (
+        lambda: label_bytes(SAMPLES["png"], policy),
+        lambda: label_content(SAMPLES["png"], policy),
+        lambda: propagate_bytes(SAMPLES["png"], policy, declared=Label.SUSPECTED),
+    ):
+        with pytest.raises(UnexpectedParserError, match="ZeroDivisionError") as info:
+            call()
+        assert isinstance(info.value.__cause__, ZeroDivisionError)

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterator
 from xml.sax.saxutils import escape
 
+from .. import safexml
 from ..aigc import single_record
 from ..errors import MalformedFileError, UnsupportedFormatError
 from .base import record_format, register
@@ -82,13 +83,11 @@ def _blocks(zf: zipfile.ZipFile, name: str, size: int = 1 << 20) -> Iterator[byt
 
 
 def parse_xml(raw: bytes, name: str) -> ET.Element:
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise MalformedFileError(f"{name} declares a DOCTYPE/ENTITY; refused (no entity expansion)")
     try:
         raw.decode("utf-8")
-        return ET.fromstring(raw)
-    except (ET.ParseError, UnicodeDecodeError, ValueError) as exc:
-        raise MalformedFileError(f"{name} is not well-formed UTF-8 XML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise MalformedFileError(f"{name} is not UTF-8: {exc}") from None
+    return safexml.parse(raw, name)[0]
 
 
 def main_part(zf: zipfile.ZipFile, content_types: tuple[str, ...]) -> str | None:
