@@ -22,7 +22,7 @@ from .errors import InvalidRecordError, LabelerError
 from .formats import ContainerFormat, find_label
 from .provenance import SignedProvenance, parse_token
 from .signing import TrustStore, b64url_encode
-from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260
+from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel
 
 __all__ = ["Status", "Verdict", "judge_record", "verify"]
 
@@ -195,8 +195,6 @@ def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False
         )
 
     token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
-    if xmp is not None and xmp.provenance and record.ReservedCode1 and xmp.provenance != record.ReservedCode1:
-        problems.append("XMP provenance differs from ReservedCode1 (ReservedCode1 used)")
     try:
         verdict = judge_record(
             record,
@@ -212,6 +210,22 @@ def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False
             verdict = dataclasses.replace(
                 verdict, propagation=check_propagation(record, lambda: fmt.content_digest(data), trust)
             )
+        elif record.ContentPropagator and (record.ContentPropagator, record.PropagateID) != (
+            record.ContentProducer,
+            record.ProduceID,
+        ):  # a platform's claim nobody signed: report it, never present it as checked
+            verdict = dataclasses.replace(
+                verdict,
+                propagation={
+                    "propagator": record.ContentPropagator,
+                    "propagate_id": record.PropagateID,
+                    "status": "unsigned",
+                    "problem": "propagator fields are not signed (ReservedCode2 is empty)",
+                },
+                problems=(*verdict.problems, "propagator fields are not signed (ReservedCode2 is empty)"),
+            )
+        if xmp is not None and verdict.signed is not None and verdict.signature_valid:
+            verdict = _check_readable_copies(verdict, xmp)
     except LabelerError as exc:  # the label reads, but the content around it is broken
         return Verdict(
             Status.UNREADABLE,
@@ -222,6 +236,31 @@ def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False
             problems=(*problems, f"content digest cannot be computed: {exc}"),
         )
     return verdict
+
+
+def _check_readable_copies(verdict: Verdict, xmp: XmpLabel) -> Verdict:
+    """Our XMP namespace repeats the signed facts in readable, unsigned form (for exiftool and
+    people). A copy that disagrees with the signed payload is a forged or stale label: say which,
+    and never let it read as verified."""
+    assert verdict.signed is not None
+    p = verdict.signed.provenance
+    signed = {
+        "provider": p.provider,
+        "system": p.system,
+        "system_version": p.system_version or None,
+        "created": p.created,
+        "filing_numbers": "; ".join(p.filing_numbers) or None,
+    }
+    differ = [name for name, value in signed.items() if getattr(xmp, name) not in (None, value)]
+    if xmp.provenance and verdict.record is not None and xmp.provenance != verdict.record.ReservedCode1:
+        differ.append("provenance")
+    if not differ:
+        return verdict
+    status = verdict.status
+    if status in (Status.VERIFIED, Status.UNTRUSTED):
+        status = Status.LABEL_MISMATCH
+    problem = f"unsigned XMP fields differ from the signed record: {', '.join(differ)}"
+    return dataclasses.replace(verdict, status=status, problems=(*verdict.problems, problem))
 
 
 def check_propagation(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 
@@ -144,7 +145,8 @@ def test_readable_filing_number_edit_does_not_change_the_signed_one(
     fmt = detect(labeled)
     packet = (fmt.read_xmp(labeled) or b"").replace(b"Beijing-YunQue", b"Beijing-Forged")
     verdict = verify(fmt.write_xmp(labeled, packet), trust)
-    assert verdict.status is Status.VERIFIED and verdict.filing_numbers == policy.filing_numbers
+    assert verdict.filing_numbers == policy.filing_numbers  # the signed ones, never the readable copy
+    assert verdict.status is Status.LABEL_MISMATCH and "filing_numbers" in verdict.problems[-1]
 
 
 def test_truncated_signature(labeled: bytes, trust: TrustStore) -> None:
@@ -243,3 +245,39 @@ def test_verify_never_raises_on_random_bytes(blob: bytes) -> None:
             Status.MALFORMED_LABEL,
             Status.UNSIGNED,
         )
+
+
+@pytest.mark.parametrize(
+    "field, forged",
+    [
+        ("provider", "腾讯"),
+        ("system", "GPT-9"),
+        ("system_version", "9.9"),
+        ("created", "2020-01-01T00:00:00Z"),
+        ("filing_numbers", "Beijing-Forged-20200101"),
+        ("provenance", "aigcl1.forged.copy"),
+    ],
+)
+def test_unsigned_readable_copies_that_disagree_are_reported(
+    field: str, forged: str, policy: LabelPolicy, trust: TrustStore
+) -> None:
+    """Our XMP namespace repeats the signed facts for people and exiftool; a forged copy must not
+    ride along with a valid signature as if it were checked."""
+    labeled = label_bytes(SAMPLES["jpeg"], policy)
+    fmt = detect(labeled)
+    xmp = read_label(fmt.read_xmp(labeled) or b"")
+    assert xmp is not None and verify(labeled, trust).status is Status.VERIFIED
+    forged_file = fmt.write_xmp(labeled, write_label(dataclasses.replace(xmp, **{field: forged})))
+    verdict = verify(forged_file, trust)
+    assert verdict.status is Status.LABEL_MISMATCH
+    assert verdict.signature_valid and verdict.content_intact
+    assert f"unsigned XMP fields differ from the signed record: {field}" in verdict.problems[-1]
+
+
+def test_unsigned_propagator_fields_are_reported(policy: LabelPolicy, trust: TrustStore) -> None:
+    labeled = label_bytes(SAMPLES["png"], policy)
+    claimed = _edit_label(labeled, edit_record=lambda r: r.with_fields(ContentPropagator="PlatformX"))
+    verdict = verify(claimed, trust)
+    assert verdict.propagation is not None and verdict.propagation["status"] == "unsigned"
+    assert "propagator fields are not signed" in verdict.problems[-1]
+    assert verify(labeled, trust).propagation is None  # first write: propagator == producer, no claim
