@@ -7,8 +7,10 @@ Errors print one line and no traceback; exit codes: 0 ok, 1 some file failed (or
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,11 +55,42 @@ def _verify_path(
 # -- commands --------------------------------------------------------------------------------------
 
 
+def _refuse_links(paths: Sequence[Path], force: bool) -> None:
+    """Before any key is written: a link at a key path would make us write the file it names
+    (with --force too); an existing file needs --force."""
+    for path in paths:
+        if path.is_symlink():
+            raise LabelerError(f"{path} is a symbolic link; refusing to write a key through it")
+        if path.exists() and not force:
+            raise LabelerError(f"{path} exists; pass --force to overwrite")
+        if path.exists() and not stat.S_ISREG(path.lstat().st_mode):
+            raise LabelerError(f"{path} exists and is not a regular file")
+
+
+def _write_key_file(path: Path, data: bytes, mode: int, force: bool) -> None:
+    """Create ``path`` with ``mode`` without following a link that appeared since we looked."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= os.O_TRUNC if force else os.O_EXCL
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LabelerError(f"{path} is a symbolic link; refusing to write a key through it") from None
+        raise
+    with os.fdopen(fd, "wb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LabelerError(f"{path} is not a regular file")
+        os.fchmod(fd, mode)
+        fh.write(data)
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.c2pa:
         from .content_credentials import make_test_ca
 
+        names = (f"{args.name}-c2pa-ca.pem", f"{args.name}-c2pa-chain.pem", f"{args.name}-c2pa.key")
+        _refuse_links([out / name for name in names], force=True)  # make_test_ca overwrites
         paths = make_test_ca(out, args.name)
         print(f"C2PA test CA:      {paths['ca']} (give to verifiers: --c2pa-trust)")
         print(f"C2PA signer chain: {paths['chain']}\nC2PA signer key:   {paths['key']} (mode 600)")
@@ -66,13 +99,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     key = SigningKey.generate(args.algorithm)
     out.mkdir(parents=True, exist_ok=True)
     private, public = out / f"{args.name}.pem", out / f"{args.name}.pub.pem"
-    if private.exists() and not args.force:
-        raise LabelerError(f"{private} exists; pass --force to overwrite")
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_pem())
-    os.chmod(private, 0o600)
-    public.write_bytes(key.public_key.to_pem())
+    _refuse_links([private, public], args.force)
+    _write_key_file(private, key.private_pem(), 0o600, args.force)
+    _write_key_file(public, key.public_key.to_pem(), 0o644, args.force)
     print(f"algorithm: {key.algorithm}\nkey id:    {key.key_id}")
     print(f"private:   {private} (mode 600)\npublic:    {public}")
     return 0
