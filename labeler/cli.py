@@ -28,10 +28,15 @@ __all__ = ["main"]
 
 
 def _trust(args: argparse.Namespace) -> TrustStore:
+    """Keys from ``--trust`` (or ``$LABELER_TRUST``): files, or directories such as the one
+    ``keygen`` writes; what a directory holds that can't be used is named on stderr."""
     paths = list(args.trust or [])
     if not paths and os.environ.get("LABELER_TRUST"):
         paths = os.environ["LABELER_TRUST"].split(os.pathsep)
-    return TrustStore.from_paths(paths)
+    return TrustStore.from_paths(
+        paths,
+        on_skip=lambda path, why: print(f"labeler: warning: trust: skipped {path}: {why}", file=sys.stderr),
+    )
 
 
 def _files(paths: Sequence[str]) -> list[Path]:

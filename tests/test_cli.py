@@ -278,3 +278,71 @@ def test_verify_decode_audio_hears_the_rhythm(tmp_path: Path, media: dict[str, b
     plain = json.loads(run("verify", "--json", "voice.mp3", cwd=tmp_path).stdout)[0]
     heard = json.loads(run("verify", "--json", "--decode-audio", "voice.mp3", cwd=tmp_path).stdout)[0]
     assert plain["notice"] == "none" and heard["notice"] == "suspected" and heard["explicit_label"]
+
+
+# -- hardening (issue 13): bad paths, trust directories, modes, special files, links ---------------
+
+
+def _signed_env(root: Path) -> dict[str, str]:
+    assert run("keygen", "--out", "keys", cwd=root).returncode == 0
+    return {"LABELER_PROVIDER_NAME": "ExampleAI", "LABELER_KEY_FILE": str(root / "keys/labeler.pem")}
+
+
+def _lines(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if needle in line]
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The OS refuses to open files called ``name``, however the code under test opens them."""
+    real_open, real_read = os.open, Path.read_bytes
+
+    def deny_open(path: str | os.PathLike[str], flags: int, *args: int, **kwargs: int | None) -> int:
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    def deny_read(self: Path) -> bytes:
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(os, "open", deny_open)
+    monkeypatch.setattr(Path, "read_bytes", deny_read)
+
+
+def test_trust_directory_written_by_keygen(tmp_path: Path) -> None:
+    env = _signed_env(tmp_path)
+    assert (
+        run("keygen", "--out", "keys", "--name", "second", "--algorithm", "ES256", cwd=tmp_path).returncode
+        == 0
+    )
+    assert run("keygen", "--c2pa", "--out", "keys", cwd=tmp_path).returncode == 0  # certificates, a .key
+    (tmp_path / "keys/junk.pem").write_text("not a key\n")
+    (tmp_path / "in.png").write_bytes(SAMPLES["png"])
+    assert run("apply", "in.png", "--out", "out", cwd=tmp_path, env=env).returncode == 0
+    result = run("verify", "--trust", "keys", "--require", "verified", "out/in.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "verified" in result.stdout
+    assert _lines(result.stderr, "junk.pem") and len(result.stderr.splitlines()) == 1  # named, once
+    assert "labeler.pem" not in result.stderr and "PRIVATE" not in result.stdout + result.stderr
+    via_env = run(
+        "verify", "--require", "verified", "out/in.png", cwd=tmp_path, env={"LABELER_TRUST": "keys"}
+    )
+    assert via_env.returncode == 0, via_env.stderr
+    private = run("verify", "--trust", "keys/labeler.pem", "out/in.png", cwd=tmp_path)
+    assert private.returncode == 2 and "private key" in private.stderr  # named explicitly: refused
+
+
+def test_trust_directory_unreadable_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labeler import SigningKey
+
+    key = SigningKey.generate()
+    (tmp_path / "a.pub.pem").write_bytes(key.public_key.to_pem())
+    (tmp_path / "b.pub.pem").write_bytes(SigningKey.generate().public_key.to_pem())
+    os.mkfifo(tmp_path / "fifo.pem")  # never opened: would block
+    _deny_reading(monkeypatch, "b.pub.pem")
+    skipped: list[tuple[Path, str]] = []
+    store = TrustStore.from_paths([tmp_path], on_skip=lambda p, why: skipped.append((p, why)))
+    assert len(store) == 1 and store.is_trusted(key.public_key)
+    assert {p.name for p, _ in skipped} == {"b.pub.pem", "fifo.pem"}
+    assert any("Permission denied" in why for _, why in skipped)
