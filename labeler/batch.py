@@ -6,19 +6,25 @@ Safety rules, in order of importance:
    directory, is fsynced, then renamed over the target (atomic on POSIX).
 2. Running twice never labels twice: a file that already carries a label (or whose ``--out``
    copy does) is skipped, so a run killed with ``kill -9`` is resumed by running it again.
-3. One bad file never stops the batch: each failure is reported with a one-line reason.
+3. One bad file never stops the batch: each failure is reported with a one-line reason, whatever
+   a parser raised (``RecursionError``, ``MemoryError``, ``zlib.error``... not only our errors).
+4. Only regular files are opened: FIFOs, sockets and devices are listed as skipped (a FIFO would
+   block the batch forever), and so are symbolic links unless ``follow_symlinks``.
+5. An output keeps its source's permission bits.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .aigc import Label
 from .errors import LabelerError
 from .formats import detect
 from .labeling import has_label, label_content
@@ -33,16 +39,42 @@ from .text import (
     read_text_mark,
 )
 
-__all__ = ["Options", "Outcome", "Summary", "Task", "plan", "run", "write_atomic"]
+__all__ = [
+    "NotRegularFileError",
+    "Options",
+    "Outcome",
+    "Summary",
+    "Task",
+    "describe_error",
+    "label_one",
+    "one_line",
+    "plan",
+    "propagate_one",
+    "read_regular",
+    "run",
+    "write_atomic",
+]
 
 TEXT_SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown"}
 _TEMP_MARK = ".labeler-tmp-"
+
+
+_FOLLOW_HINT = "symbolic link (pass --follow-symlinks to follow it)"
+#: setuid/setgid are not "permission bits" worth copying onto a labelled picture
+_KEPT_MODE_BITS = 0o7777 & ~(stat.S_ISUID | stat.S_ISGID)
+
+
+class NotRegularFileError(LabelerError):
+    """The path is a FIFO, socket, device, directory or (when not following) a symbolic link."""
 
 
 @dataclass(frozen=True)
 class Task:
     source: Path
     target: Path
+    skip: str = ""  #: why the source is passed over without being opened (a link, a FIFO...)
+    error: str = ""  #: why it failed before it could be opened (an unlistable directory)
+    follow_symlinks: bool = False  #: read ``source`` through a symbolic link
 
 
 @dataclass(frozen=True)
@@ -57,7 +89,8 @@ class Options:
 @dataclass(frozen=True)
 class Outcome:
     task: Task
-    status: Literal["labeled", "skipped", "failed"]
+    #: "skipped": already labelled; "ignored": never opened (a link or not a regular file)
+    status: Literal["labeled", "skipped", "failed", "ignored"]
     detail: str = ""
 
 
@@ -66,6 +99,7 @@ class Summary:
     labeled: int = 0
     skipped: int = 0
     failed: int = 0
+    ignored: int = 0
     failures: list[Outcome] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
@@ -74,44 +108,161 @@ class Summary:
             self.failures.append(outcome)
 
     def __str__(self) -> str:
-        return f"{self.labeled} labeled, {self.skipped} skipped (already labeled), {self.failed} failed"
+        text = f"{self.labeled} labeled, {self.skipped} skipped (already labeled), {self.failed} failed"
+        return text + (f", {self.ignored} skipped (links, special files)" if self.ignored else "")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file beside ``path`` + fsync + rename: readers see the old file or the new one."""
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` on one printable line: a message or a file name can't break the one-line report."""
+    flat = " ".join(str(text).split())
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for whatever a parser raised: our errors say what is wrong, others say what they are."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "text file is not UTF-8"
+    if isinstance(exc, LabelerError):
+        return one_line(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return one_line(exc.strerror)
+    name = type(exc).__qualname__
+    if type(exc).__module__ not in ("builtins", "__main__"):
+        name = f"{type(exc).__module__}.{name}"
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({name})"
+    if isinstance(exc, RecursionError):
+        return f"structure nested too deeply ({name})"
+    message = one_line(exc)
+    return f"unexpected {name}" + (f": {message}" if message else "")
+
+
+def _special(mode: int) -> str:
+    for test, what in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return f"not a regular file ({what})"
+    return "not a regular file"
+
+
+def read_regular(path: Path, *, follow_symlinks: bool = False) -> tuple[bytes, os.stat_result]:
+    """The bytes and status of the regular file ``path``. Anything else raises
+    ``NotRegularFileError`` before it is opened: a FIFO would block forever, a device has no end.
+    The file is checked again once open, so swapping it for a FIFO or a link in between gains nothing."""
+    before = os.stat(path) if follow_symlinks else os.lstat(path)
+    if stat.S_ISLNK(before.st_mode):
+        raise NotRegularFileError(_FOLLOW_HINT)
+    if not stat.S_ISREG(before.st_mode):
+        raise NotRegularFileError(_special(before.st_mode))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise NotRegularFileError("changed while being opened")
+        return fh.read(), st
+
+
+def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Temp file beside ``path`` + fsync + rename: readers see the old file or the new one.
+
+    ``mode``: permission bits for the result (a batch passes its source's); by default those
+    of the file being replaced. ``mkstemp`` alone would leave every output ``0600``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TEMP_MARK}", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        if mode is None and path.exists():
+            mode = path.stat().st_mode
+        if mode is not None:
+            os.chmod(tmp, mode & _KEPT_MODE_BITS)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") and _TEMP_MARK in name:  # debris of a killed run: ours to remove
-                Path(dirpath, name).unlink(missing_ok=True)
-            elif not name.startswith("."):
-                yield Path(dirpath, name)
+def _entries(root: Path, follow: bool) -> Iterator[tuple[Path, str, str]]:
+    """Every file under the directory ``root``, in order, with why it is skipped and why it fails
+    ("" and "": label it)."""
+    # Links to directories are walked only when following, each real directory once (no loops).
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            st = os.stat(directory)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(directory) as it:
+                found = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield directory, "", f"cannot list directory: {exc.strerror}"
+            continue
+        subdirs = []
+        for entry in found:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                if _TEMP_MARK in entry.name and entry.is_file(follow_symlinks=False):
+                    path.unlink(missing_ok=True)  # debris of a killed run: ours to remove
+                continue
+            if entry.is_symlink() and not follow:
+                yield path, _FOLLOW_HINT, ""
+            elif entry.is_dir(follow_symlinks=follow):
+                subdirs.append(path)
+            else:
+                yield path, _why_not(path, follow), ""
+        stack.extend(reversed(subdirs))
 
 
-def plan(paths: Iterable[str | Path], out: Path | None) -> list[Task]:
-    """One task per file under ``paths``; targets mirror the tree under ``out`` (or in place)."""
-    tasks = []
+def _why_not(path: Path, follow: bool) -> str:
+    """Why ``path`` is skipped, or "" to open it: a regular file, or one that can't be looked at
+    (a dangling link among them: reading it then says why it fails)."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError:
+        return ""
+    if stat.S_ISLNK(st.st_mode):
+        return _FOLLOW_HINT
+    return "" if stat.S_ISREG(st.st_mode) else _special(st.st_mode)
+
+
+def plan(paths: Iterable[str | Path], out: Path | None, *, follow_symlinks: bool = False) -> list[Task]:
+    """One task per file under ``paths``; targets mirror the tree under ``out`` (or in place).
+
+    Nothing is opened here. Links (unless ``follow_symlinks``), FIFOs, sockets and devices
+    become tasks with a ``skip`` reason. In place, a followed link's target is the file it names,
+    and a file reached twice (by a link and by its own name) is labelled once."""
+    tasks: list[Task] = []
+    claimed: dict[Path, Path] = {}
+
+    def add(source: Path, target: Path, skip: str, error: str = "") -> None:
+        if not skip and not error and out is None:
+            real = Path(os.path.realpath(source))
+            target = real if follow_symlinks else target
+            if real in claimed:
+                skip = f"same file as {claimed[real]}"
+            claimed.setdefault(real, source)
+        tasks.append(Task(source, target, skip, error, follow_symlinks))
+
     for root in map(Path, paths):
-        if root.is_dir():
-            for file in _walk(root):
-                tasks.append(Task(file, out / file.relative_to(root) if out else file))
+        is_link = root.is_symlink()
+        if root.is_dir() and (follow_symlinks or not is_link):
+            for file, skip, error in _entries(root, follow_symlinks):
+                add(file, out / file.relative_to(root) if out else file, skip, error)
         else:
-            tasks.append(Task(root, out / root.name if out else root))
+            add(root, out / root.name if out else root, _why_not(root, follow_symlinks))
     return tasks
 
 
@@ -138,13 +289,29 @@ def _kind(path: Path, data: bytes) -> str:
     return "media"  # pictures, audio, video, documents: labeling.label_content decides
 
 
-def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
-    """Label one file. Never raises for a bad file: the outcome says what happened."""
+def _existing_output(target: Path) -> bytes | None:
+    """The bytes of an earlier run's output, None if there is none; never reads through a link."""
     try:
-        data = task.source.read_bytes()
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise LabelerError(f"output {target} exists and is not a regular file")
+    return read_regular(target)[0]
+
+
+def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
+    """Label one file. Never raises for a bad file (whatever a parser raised): the outcome says
+    what happened, in one line."""
+    if task.skip or task.error:
+        return Outcome(task, "ignored" if task.skip else "failed", task.skip or task.error)
+    try:
+        data, st = read_regular(task.source, follow_symlinks=task.follow_symlinks)
         kind = _kind(task.source, data)
-        resumable = task.target != task.source and task.target.exists() and not options.relabel
-        if resumable and _already_labeled(task.target.read_bytes(), kind):
+        earlier = None
+        if task.target != task.source and not options.relabel:
+            earlier = _existing_output(task.target)
+        if earlier is not None and _already_labeled(earlier, kind):
             return Outcome(task, "skipped", "output exists and is labeled")
         if not options.relabel and _already_labeled(data, kind):
             return Outcome(task, "skipped", "already labeled")
@@ -167,13 +334,34 @@ def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
                     out_text = mark_text(out_text, policy)
             out = out_text.encode("utf-8")
         task.target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(task.target, out)
+        write_atomic(task.target, out, st.st_mode)
         return Outcome(task, "labeled")
-    except UnicodeDecodeError:
-        return Outcome(task, "failed", "text file is not UTF-8")
-    except (LabelerError, OSError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return Outcome(task, "failed", reason)
+    except NotRegularFileError as exc:  # it changed since it was planned
+        return Outcome(task, "ignored", one_line(exc))
+    except Exception as exc:  # one bad file fails alone, whatever a third-party parser raised
+        return Outcome(task, "failed", describe_error(exc))
+
+
+def propagate_one(task: Task, policy: LabelPolicy, declared: Label | None = None) -> Outcome:
+    """Add the platform's propagator fields to one file; like ``label_one`` it never raises for a
+    bad file. ``detail`` is the notice a platform shows, e.g. ``show notice: confirmed (Label 1)``."""
+    if task.skip or task.error:
+        return Outcome(task, "ignored" if task.skip else "failed", task.skip or task.error)
+    try:
+        from . import propagation
+        from .verification import verify
+
+        data, st = read_regular(task.source, follow_symlinks=task.follow_symlinks)
+        out = propagation.propagate_bytes(data, policy, declared=declared)
+        task.target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(task.target, out, st.st_mode)
+        verdict = verify(out)
+        label = f" (Label {verdict.record.Label.value})" if verdict.record else ""
+        return Outcome(task, "labeled", f"show notice: {verdict.notice}{label}")
+    except NotRegularFileError as exc:
+        return Outcome(task, "ignored", one_line(exc))
+    except Exception as exc:  # one bad file fails alone, whatever a third-party parser raised
+        return Outcome(task, "failed", describe_error(exc))
 
 
 # -- worker processes ----------------------------------------------------------------------------
@@ -201,6 +389,12 @@ def run(
 ) -> Summary:
     """Label ``tasks`` with ``jobs`` worker processes (1: in this process)."""
     summary = Summary()
+    for task in tasks:  # never opened, so never sent to a worker
+        if task.skip:
+            summary.add(outcome := Outcome(task, "ignored", task.skip))
+            if progress:
+                progress(outcome)
+    tasks = [task for task in tasks if not task.skip]
     if jobs <= 1 or len(tasks) <= 1:
         policy = LabelPolicy.load(config)
         outcomes: Iterable[Outcome] = (label_one(t, policy, options) for t in tasks)

@@ -1,21 +1,34 @@
 """The ``labeler`` command line: apply, verify, propagate, inspect, keygen, demo.
 
-Errors print one line and no traceback; exit codes: 0 ok, 1 some file failed (or fell below
-``--require``), 2 bad usage or configuration.
+Errors print one line and no traceback; exit codes: 0 ok, 1 some file failed, could not be read
+(or fell below ``--require``), 2 bad usage or configuration. Links, FIFOs, sockets and devices
+are listed as skipped, never opened (links are followed by ``--follow-symlinks``, and by ``verify``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .aigc import Label
-from .batch import TEXT_SUFFIXES, Options, Outcome, plan, run, write_atomic
+from .batch import (
+    TEXT_SUFFIXES,
+    NotRegularFileError,
+    Options,
+    Outcome,
+    describe_error,
+    plan,
+    propagate_one,
+    read_regular,
+    run,
+)
 from .errors import LabelerError
 from .identifiers import validate_provider_code
 from .policy import LabelPolicy
@@ -25,24 +38,38 @@ from .verification import Status, Verdict, verify
 __all__ = ["main"]
 
 
+def _warn(text: str) -> None:
+    print(f"labeler: {text}", file=sys.stderr)
+
+
 def _trust(args: argparse.Namespace) -> TrustStore:
+    """Keys from ``--trust`` (or ``$LABELER_TRUST``): files, or directories such as the one
+    ``keygen`` writes; what a directory holds that can't be used is named on stderr."""
     paths = list(args.trust or [])
     if not paths and os.environ.get("LABELER_TRUST"):
         paths = os.environ["LABELER_TRUST"].split(os.pathsep)
-    return TrustStore.from_paths(paths)
+    return TrustStore.from_paths(
+        paths, on_skip=lambda path, why: _warn(f"warning: trust: skipped {_show(path)}: {why}")
+    )
 
 
-def _files(paths: Sequence[str]) -> list[Path]:
-    return [task.source for task in plan(paths, None)]
+def _show(path: Path) -> str:
+    """A file name on one line: a newline in a name can't forge or split a report line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+
+
+class _Unreadable(LabelerError):
+    """The file can't be read (missing, no permission...): verify names it and exits 1."""
 
 
 def _verify_path(
     path: Path, trust: TrustStore, c2pa_anchors: str | None = None, decode_audio: bool = False
 ) -> Verdict:
+    """The verdict on one file. Raises ``NotRegularFileError`` (skip it) and ``_Unreadable``."""
     try:
-        data = path.read_bytes()
+        data, _ = read_regular(path, follow_symlinks=True)
     except OSError as exc:
-        return Verdict(Status.UNREADABLE, problems=(f"cannot read: {exc.strerror}",))
+        raise _Unreadable(f"cannot read: {exc.strerror or exc}") from None
     if path.suffix.lower() in TEXT_SUFFIXES:
         from .text import verify_text
 
@@ -53,11 +80,42 @@ def _verify_path(
 # -- commands --------------------------------------------------------------------------------------
 
 
+def _refuse_links(paths: Sequence[Path], force: bool) -> None:
+    """Before any key is written: a link at a key path would make us write the file it names
+    (with --force too); an existing file needs --force."""
+    for path in paths:
+        if path.is_symlink():
+            raise LabelerError(f"{path} is a symbolic link; refusing to write a key through it")
+        if path.exists() and not force:
+            raise LabelerError(f"{path} exists; pass --force to overwrite")
+        if path.exists() and not stat.S_ISREG(path.lstat().st_mode):
+            raise LabelerError(f"{path} exists and is not a regular file")
+
+
+def _write_key_file(path: Path, data: bytes, mode: int, force: bool) -> None:
+    """Create ``path`` with ``mode`` without following a link that appeared since we looked."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= os.O_TRUNC if force else os.O_EXCL
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LabelerError(f"{path} is a symbolic link; refusing to write a key through it") from None
+        raise
+    with os.fdopen(fd, "wb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LabelerError(f"{path} is not a regular file")
+        os.fchmod(fd, mode)
+        fh.write(data)
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.c2pa:
         from .content_credentials import make_test_ca
 
+        names = (f"{args.name}-c2pa-ca.pem", f"{args.name}-c2pa-chain.pem", f"{args.name}-c2pa.key")
+        _refuse_links([out / name for name in names], force=True)  # make_test_ca overwrites
         paths = make_test_ca(out, args.name)
         print(f"C2PA test CA:      {paths['ca']} (give to verifiers: --c2pa-trust)")
         print(f"C2PA signer chain: {paths['chain']}\nC2PA signer key:   {paths['key']} (mode 600)")
@@ -66,13 +124,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     key = SigningKey.generate(args.algorithm)
     out.mkdir(parents=True, exist_ok=True)
     private, public = out / f"{args.name}.pem", out / f"{args.name}.pub.pem"
-    if private.exists() and not args.force:
-        raise LabelerError(f"{private} exists; pass --force to overwrite")
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_pem())
-    os.chmod(private, 0o600)
-    public.write_bytes(key.public_key.to_pem())
+    _refuse_links([private, public], args.force)
+    _write_key_file(private, key.private_pem(), 0o600, args.force)
+    _write_key_file(public, key.public_key.to_pem(), 0o644, args.force)
     print(f"algorithm: {key.algorithm}\nkey id:    {key.key_id}")
     print(f"private:   {private} (mode 600)\npublic:    {public}")
     return 0
@@ -81,7 +135,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     if not args.in_place and not args.out:
         raise LabelerError("say where results go: --out DIR or --in-place")
-    tasks = plan(args.paths, Path(args.out) if args.out else None)
+    tasks = plan(args.paths, Path(args.out) if args.out else None, follow_symlinks=args.follow_symlinks)
     if bool(args.c2pa_cert) != bool(args.c2pa_key):
         raise LabelerError("C2PA needs both --c2pa-cert and --c2pa-key")
     options = Options(
@@ -100,11 +154,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
         def progress(outcome: Outcome) -> None:
             bar.update(1)
-            if args.verbose or outcome.status == "failed":
-                line = f"{outcome.task.source}: {outcome.status}" + (
+            if args.verbose or outcome.status in ("failed", "ignored"):
+                status = "skipped" if outcome.status == "ignored" else outcome.status
+                line = f"{_show(outcome.task.source)}: {status}" + (
                     f": {outcome.detail}" if outcome.detail else ""
                 )
-                bar.write(line, file=sys.stdout if outcome.status != "failed" else sys.stderr)
+                to_stdout = outcome.status in ("labeled", "skipped")
+                bar.write(line, file=sys.stdout if to_stdout else sys.stderr)
 
         summary = run(tasks, config=args.config, options=options, jobs=args.jobs, progress=progress)
     print(summary)
@@ -121,8 +177,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
     order = list(Status)
     required = Status(args.require) if args.require else None
     anchors = Path(args.c2pa_trust).read_text() if args.c2pa_trust else None
-    results = [(path, _verify_path(path, trust, anchors, args.decode_audio)) for path in _files(args.paths)]
-    failed = required is not None and any(order.index(v.status) > order.index(required) for _, v in results)
+    results: list[tuple[Path, Verdict]] = []
+    unreadable = 0
+    for task in plan(args.paths, None, follow_symlinks=True):  # reading through a link is harmless
+        name = _show(task.source)
+        if task.skip or task.error:  # a FIFO, socket, device; or a directory it can't list
+            unreadable += bool(task.error)
+            print(f"{name}: skipped: {task.skip}" if task.skip else f"{name}: {task.error}", file=sys.stderr)
+            continue
+        try:
+            verdict = _verify_path(task.source, trust, anchors, args.decode_audio)
+        except NotRegularFileError as exc:  # it became one since plan() looked
+            print(f"{name}: skipped: {exc}", file=sys.stderr)
+            continue
+        except Exception as exc:  # _Unreadable, or anything a parser raised: this file alone
+            unreadable += 1
+            why = str(exc) if isinstance(exc, _Unreadable) else describe_error(exc)
+            print(f"{name}: {why}", file=sys.stderr)
+            verdict = Verdict(Status.UNREADABLE, problems=(why,))
+        results.append((task.source, verdict))
+    failed = bool(unreadable) or (
+        required is not None and any(order.index(v.status) > order.index(required) for _, v in results)
+    )
     if args.json:
         print(json.dumps([{"path": str(p), **v.to_dict()} for p, v in results], ensure_ascii=False, indent=2))
         return 1 if failed else 0
@@ -130,11 +206,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     def flag(value: bool | None) -> str:
         return "-" if value is None else "yes" if value else "NO"
 
+    if not results:
+        return 1 if failed else 0
     rows = [("FILE", "STATUS", "NOTICE", "SIGNATURE", "TRUSTED", "INTACT", "C2PA", "FILING NUMBER", "WHY")]
     for path, v in results:
         rows.append(
             (
-                str(path),
+                _show(path),
                 v.status.value,
                 v.notice,
                 flag(v.signature_valid),
@@ -150,31 +228,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_propagate(args: argparse.Namespace) -> int:
-    from .propagation import propagate_bytes
-
     code = validate_provider_code(args.as_code)
     if code.role != "propagation":
-        print(f"labeler: warning: {code} is a generation code (position 23 is not 2)", file=sys.stderr)
+        _warn(f"warning: {code} is a generation code (position 23 is not 2)")
     policy = LabelPolicy.load(args.config).with_changes(provider_code=code)
     declared = Label.POSSIBLY if args.declared else Label.SUSPECTED if args.suspected else None
     failed = 0
-    for task in plan(args.paths, Path(args.out) if args.out else None):
-        try:
-            out = propagate_bytes(task.source.read_bytes(), policy, declared=declared)
-            task.target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(task.target, out)
-            verdict = verify(out)
-            label = f" (Label {verdict.record.Label.value})" if verdict.record else ""
-            print(f"{task.source}: propagated; show notice: {verdict.notice}{label}")
-        except (LabelerError, OSError) as exc:
+    out = Path(args.out) if args.out else None
+    for task in plan(args.paths, out, follow_symlinks=args.follow_symlinks):
+        outcome = propagate_one(task, policy, declared)
+        if outcome.status == "labeled":
+            print(f"{_show(task.source)}: propagated; {outcome.detail}")
+        elif outcome.status == "ignored":
+            print(f"{_show(task.source)}: skipped: {outcome.detail}", file=sys.stderr)
+        else:
             failed += 1
-            print(f"{task.source}: FAILED: {exc}", file=sys.stderr)
+            print(f"{_show(task.source)}: FAILED: {outcome.detail}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    data = path.read_bytes()
+    data, _ = read_regular(path, follow_symlinks=True)
     info: dict[str, object] = {"file": str(path)}
     if path.suffix.lower() not in TEXT_SUFFIXES:
         from .formats import detect
@@ -278,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar (default: when stderr is a terminal)",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="one line per file")
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="label the files symbolic links name (default: list links as skipped); in place, "
+        "that writes the linked file",
+    )
     p.add_argument("--c2pa-cert", help="PEM certificate chain (leaf first): also embed C2PA credentials")
     p.add_argument("--c2pa-key", help="PEM private key of the C2PA signer certificate")
     p.set_defaults(func=cmd_apply)
@@ -310,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out")
     where.add_argument("--in-place", action="store_true")
+    p.add_argument("--follow-symlinks", action="store_true", help="as for apply")
     p.set_defaults(func=cmd_propagate)
 
     p = sub.add_parser("inspect", help="show all label data of one file as JSON")

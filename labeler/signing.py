@@ -16,7 +16,7 @@ import hmac
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -279,15 +279,58 @@ class TrustStore:
         )
 
     @classmethod
-    def from_paths(cls, paths: Iterable[str | os.PathLike[str]]) -> TrustStore:
-        """Load PEM public keys from files, or every ``*.pem`` in a directory."""
+    def from_paths(
+        cls,
+        paths: Iterable[str | os.PathLike[str]],
+        on_skip: Callable[[Path, str], None] | None = None,
+    ) -> TrustStore:
+        """Load PEM public keys from files, or from every ``*.pem`` in a directory.
+
+        A directory may be the one ``labeler keygen`` writes: its private keys (never opened when
+        ``NAME.pub.pem`` sits beside ``NAME.pem``) and its C2PA certificates are passed over. Any
+        other file there that can't be read or isn't a public key goes to ``on_skip(path, why)``
+        and loading goes on; without ``on_skip`` it raises. A file named directly must be a
+        public key: anything else raises ``SigningKeyError``."""
         store = cls()
-        for entry in paths:
-            entry = Path(entry)
-            files = sorted(entry.glob("*.pem")) if entry.is_dir() else [entry]
-            for file in files:
-                try:
-                    store.add(PublicKey.from_pem(file.read_bytes()))
-                except OSError as exc:
-                    raise SigningKeyError(f"cannot read public key {file}: {exc.strerror}") from None
+        for entry in map(Path, paths):
+            if not entry.is_dir():
+                key, why, _ = _load_public_key(entry)
+                if key is None:
+                    raise SigningKeyError(f"{entry}: {why}")
+                store.add(key)
+                continue
+            found = 0
+            for file in sorted(entry.glob("*.pem")):
+                if not file.name.endswith(".pub.pem") and file.with_suffix(".pub.pem").exists():
+                    continue  # keygen's NAME.pem: a private key, not even read
+                key, why, expected = _load_public_key(file)
+                if key is not None:
+                    store.add(key)
+                    found += 1
+                elif not expected:
+                    if on_skip is None:
+                        raise SigningKeyError(f"{file}: {why}")
+                    on_skip(file, why)
+            if not found and on_skip is not None:
+                on_skip(entry, "no public keys in this directory")
         return store
+
+
+def _load_public_key(path: Path) -> tuple[PublicKey | None, str, bool]:
+    """``(key, "", False)``, or ``(None, why not, expected)``: ``expected`` for what a key
+    directory normally holds besides public keys (private keys, certificates)."""
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would block forever
+            return None, "not a regular file", False
+        pem = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read public key: {exc.strerror}", False
+    if b"PRIVATE KEY-----" in pem:
+        return None, "a private key: trust its public key (NAME.pub.pem) instead", True
+    if b"-----BEGIN CERTIFICATE-----" in pem and b"PUBLIC KEY-----" not in pem:
+        return None, "a certificate, not a public key (C2PA trust anchors go to --c2pa-trust)", True
+    try:
+        return PublicKey.from_pem(pem), "", False
+    except SigningKeyError as exc:
+        return None, str(exc), False

@@ -3,6 +3,8 @@ points, then re-run. Every file must be, at every moment, either the original or
 labelled exactly once, never damaged or double-labelled; the re-run finishes the job.
 
 ``LABELER_KILLTEST_FILES`` / ``LABELER_KILLTEST_KILLS`` scale it up (defaults 1000 / 6).
+
+Also: one bad file fails alone, with one line, whatever it raised (``apply`` and ``propagate``).
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
-from conftest import encode, make_image
+from conftest import SAMPLES, encode, make_image
 from media import sine_wav
 
-from labeler import Status, TrustStore, verify
+from labeler import SigningKey, Status, TrustStore, verify
+from labeler.cli import main
 from labeler.text import verify_text
 
 FILES = int(os.environ.get("LABELER_KILLTEST_FILES", "1000"))
@@ -120,3 +125,156 @@ def test_kill_9_at_random_points_then_rerun(tmp_path: Path) -> None:
     )
     assert f"0 labeled, {len(originals)} skipped" in again.stdout
     print(f"\n{len(originals)} files, {KILLS} kills; labelled after each kill: {[d for d, _ in history]}")
+
+
+# -- one bad file fails alone --------------------------------------------------------------------
+
+PLATFORM = "001191440300708461136T20000"
+
+
+def _png_with_xmp(png: bytes, xmp: str) -> bytes:
+    """``png`` with an XMP iTXt chunk right after IHDR."""
+    data = b"XML:com.adobe.xmp\0\0\0\0\0" + xmp.encode()
+    chunk = struct.pack(">I", len(data)) + b"iTXt" + data + struct.pack(">I", zlib.crc32(b"iTXt" + data))
+    return png[:33] + chunk + png[33:]
+
+
+def _deep_xmp_png() -> bytes:
+    """A real picture whose XMP nests 50,000 elements deep: enough to exhaust Python's stack in any
+    recursive tree walk (it did, in the XMP writer: RecursionError, not a LabelerError)."""
+    deep = "<a>" * 50_000 + "</a>" * 50_000
+    return _png_with_xmp(
+        SAMPLES["png"],
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f"<rdf:Description>{deep}</rdf:Description></rdf:RDF></x:xmpmeta>",
+    )
+
+
+def _good_tree(root: Path, n: int = 3) -> dict[str, bytes]:
+    files = {f"good{i}.png": encode(make_image((32, 24), seed=10 + i), "PNG") for i in range(n)}
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return files
+
+
+def _key_env(tmp_path: Path) -> dict[str, str]:
+    key = tmp_path / "key.pem"
+    key.write_bytes(SigningKey.generate().private_pem())
+    key.chmod(0o600)
+    return {"LABELER_PROVIDER_NAME": "ExampleAI", "LABELER_KEY_FILE": str(key)}
+
+
+def _failure_lines(stderr: str, name: str) -> list[str]:
+    return [line for line in stderr.splitlines() if name in line]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_file_that_breaks_a_real_parser_fails_alone(tmp_path: Path, jobs: str) -> None:
+    env = {**os.environ, **_key_env(tmp_path)}
+    good = _good_tree(tmp_path / "in")
+    (tmp_path / "in/deep.png").write_bytes(_deep_xmp_png())
+    cli = [sys.executable, "-m", "labeler.cli"]
+    result = subprocess.run(
+        [*cli, "apply", "in", "--out", "out", "--jobs", jobs],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    for name in good:
+        assert verify((tmp_path / "out" / name).read_bytes()).status is Status.UNTRUSTED, name
+    deep = _failure_lines(result.stderr, "deep.png")
+    if result.returncode == 1:  # the parser's error, as one line
+        assert len(deep) == 1 and "failed" in deep[0]
+        assert result.stdout.strip().endswith(f"{len(good)} labeled, 0 skipped (already labeled), 1 failed")
+    else:  # or a parser that copes: then it is simply labelled
+        assert result.returncode == 0 and deep == [] and (tmp_path / "out/deep.png").is_file()
+
+    propagated = subprocess.run(
+        [*cli, "propagate", *(f"out/{n}" for n in good), "in/deep.png", "--as", PLATFORM, "--declared",
+         "--out", "prop"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in propagated.stderr, propagated.stderr[-2000:]
+    for name in good:
+        assert (tmp_path / "prop" / name).is_file(), name
+    deep = _failure_lines(propagated.stderr, "deep.png")
+    assert propagated.returncode in (0, 1) and len(deep) == propagated.returncode
+
+
+class _Boom(Exception):
+    """Stands for anything a third-party library may raise that is none of ours."""
+
+
+RAISED = [
+    RecursionError("maximum recursion depth exceeded"),
+    MemoryError(),
+    ValueError("cannot reshape array"),
+    zlib.error("Error -3 while decompressing data: invalid distance too far back"),
+    KeyError("IHDR"),
+    _Boom("line one\nline two"),  # a message of several lines still makes one line
+]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("exc", RAISED, ids=lambda e: type(e).__name__)
+def test_anything_raised_for_one_file_fails_that_file_alone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    exc: BaseException,
+    jobs: str,
+) -> None:
+    import labeler.batch
+
+    for name, value in _key_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    good = _good_tree(tmp_path / "in")
+    bad = encode(make_image((32, 24), seed=99), "PNG")
+    (tmp_path / "in/bad.png").write_bytes(bad)
+    real = labeler.batch.label_content
+
+    def label_content(data: bytes, *args: object, **kwargs: object) -> bytes:
+        if data == bad:
+            raise exc
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(labeler.batch, "label_content", label_content)  # forked workers inherit it
+    monkeypatch.chdir(tmp_path)
+    code = main(["apply", "in", "--out", "out", "--jobs", jobs])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out.strip().endswith(f"{len(good)} labeled, 0 skipped (already labeled), 1 failed")
+    assert [line for line in err.splitlines() if line.strip()] == _failure_lines(err, "bad.png")
+    (line,) = _failure_lines(err, "bad.png")
+    assert "failed" in line and type(exc).__name__ in line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(good)
+
+
+@pytest.mark.parametrize("exc", RAISED, ids=lambda e: type(e).__name__)
+def test_anything_raised_while_propagating_one_file_fails_that_file_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: BaseException
+) -> None:
+    import labeler.propagation
+
+    for name, value in _key_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    good = _good_tree(tmp_path / "in")
+    bad = encode(make_image((32, 24), seed=99), "PNG")
+    (tmp_path / "in/bad.png").write_bytes(bad)
+    real = labeler.propagation.propagate_bytes
+
+    def propagate_bytes(data: bytes, *args: object, **kwargs: object) -> bytes:
+        if data == bad:
+            raise exc
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(labeler.propagation, "propagate_bytes", propagate_bytes)
+    monkeypatch.chdir(tmp_path)
+    code = main(["propagate", "in", "--as", PLATFORM, "--declared", "--out", "out"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [line for line in err.splitlines() if line.strip()] == _failure_lines(err, "bad.png")
+    (line,) = _failure_lines(err, "bad.png")
+    assert type(exc).__name__ in line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(good)
+    assert out.count("propagated") == len(good)

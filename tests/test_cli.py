@@ -278,3 +278,210 @@ def test_verify_decode_audio_hears_the_rhythm(tmp_path: Path, media: dict[str, b
     plain = json.loads(run("verify", "--json", "voice.mp3", cwd=tmp_path).stdout)[0]
     heard = json.loads(run("verify", "--json", "--decode-audio", "voice.mp3", cwd=tmp_path).stdout)[0]
     assert plain["notice"] == "none" and heard["notice"] == "suspected" and heard["explicit_label"]
+
+
+# -- hardening (issue 13): bad paths, trust directories, modes, special files, links ---------------
+
+
+def _signed_env(root: Path) -> dict[str, str]:
+    assert run("keygen", "--out", "keys", cwd=root).returncode == 0
+    return {"LABELER_PROVIDER_NAME": "ExampleAI", "LABELER_KEY_FILE": str(root / "keys/labeler.pem")}
+
+
+def _lines(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if needle in line]
+
+
+def test_verify_missing_file_exits_1_and_names_it(tmp_path: Path) -> None:
+    (tmp_path / "ok.png").write_bytes(SAMPLES["png"])
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    for extra in ([], ["--json"]):
+        result = run("verify", *extra, "ok.png", "missing.png", "dangling.png", cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(_lines(result.stderr, "missing.png")) == 1
+        assert len(_lines(result.stderr, "dangling.png")) == 1
+        assert "ok.png" not in result.stderr
+    ok = run("verify", "ok.png", cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stderr == ""
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads mode-000 files")
+def test_verify_unreadable_file_exits_1_and_names_it(tmp_path: Path) -> None:
+    (tmp_path / "secret.png").write_bytes(SAMPLES["png"])
+    (tmp_path / "secret.png").chmod(0)
+    result = run("verify", "secret.png", cwd=tmp_path)
+    assert result.returncode == 1 and len(_lines(result.stderr, "secret.png")) == 1
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The OS refuses to open files called ``name``, however the code under test opens them."""
+    real_open, real_read = os.open, Path.read_bytes
+
+    def deny_open(path: str | os.PathLike[str], flags: int, *args: int, **kwargs: int | None) -> int:
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    def deny_read(self: Path) -> bytes:
+        if self.name == name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(os, "open", deny_open)
+    monkeypatch.setattr(Path, "read_bytes", deny_read)
+
+
+def test_verify_unreadable_file_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same as above where the tests run as root (who reads mode-000 files): the OS says no."""
+    from labeler.cli import main
+
+    (tmp_path / "a.png").write_bytes(SAMPLES["png"])
+    (tmp_path / "secret.png").write_bytes(SAMPLES["png"])
+    _deny_reading(monkeypatch, "secret.png")
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "a.png", "secret.png"]) == 1
+    err = capsys.readouterr().err
+    assert len(_lines(err, "secret.png")) == 1 and "Permission denied" in err and "a.png" not in err
+
+
+def test_trust_directory_written_by_keygen(tmp_path: Path) -> None:
+    env = _signed_env(tmp_path)
+    assert (
+        run("keygen", "--out", "keys", "--name", "second", "--algorithm", "ES256", cwd=tmp_path).returncode
+        == 0
+    )
+    assert run("keygen", "--c2pa", "--out", "keys", cwd=tmp_path).returncode == 0  # certificates, a .key
+    (tmp_path / "keys/junk.pem").write_text("not a key\n")
+    (tmp_path / "in.png").write_bytes(SAMPLES["png"])
+    assert run("apply", "in.png", "--out", "out", cwd=tmp_path, env=env).returncode == 0
+    result = run("verify", "--trust", "keys", "--require", "verified", "out/in.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "verified" in result.stdout
+    assert _lines(result.stderr, "junk.pem") and len(result.stderr.splitlines()) == 1  # named, once
+    assert "labeler.pem" not in result.stderr and "PRIVATE" not in result.stdout + result.stderr
+    via_env = run(
+        "verify", "--require", "verified", "out/in.png", cwd=tmp_path, env={"LABELER_TRUST": "keys"}
+    )
+    assert via_env.returncode == 0, via_env.stderr
+    private = run("verify", "--trust", "keys/labeler.pem", "out/in.png", cwd=tmp_path)
+    assert private.returncode == 2 and "private key" in private.stderr  # named explicitly: refused
+
+
+def test_trust_directory_unreadable_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labeler import SigningKey
+
+    key = SigningKey.generate()
+    (tmp_path / "a.pub.pem").write_bytes(key.public_key.to_pem())
+    (tmp_path / "b.pub.pem").write_bytes(SigningKey.generate().public_key.to_pem())
+    os.mkfifo(tmp_path / "fifo.pem")  # never opened: would block
+    _deny_reading(monkeypatch, "b.pub.pem")
+    skipped: list[tuple[Path, str]] = []
+    store = TrustStore.from_paths([tmp_path], on_skip=lambda p, why: skipped.append((p, why)))
+    assert len(store) == 1 and store.is_trusted(key.public_key)
+    assert {p.name for p, _ in skipped} == {"b.pub.pem", "fifo.pem"}
+    assert any("Permission denied" in why for _, why in skipped)
+
+
+def test_outputs_keep_the_source_permission_bits(tmp_path: Path) -> None:
+    env = _signed_env(tmp_path)
+    (tmp_path / "in").mkdir()
+    files = {"a.png": (SAMPLES["png"], 0o644), "b.jpg": (SAMPLES["jpeg"], 0o640), "c.txt": (b"hi\n", 0o664)}
+    for name, (data, mode) in files.items():
+        (tmp_path / "in" / name).write_bytes(data)
+        (tmp_path / "in" / name).chmod(mode)
+    result = run("apply", "in", "--out", "out", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    for name, (_, mode) in files.items():
+        assert (tmp_path / "out" / name).stat().st_mode & 0o7777 == mode, name
+    code = "001191440300708461136T20000"
+    result = run("propagate", "out", "--as", code, "--out", "prop", cwd=tmp_path, env=env)
+    assert "a.png: propagated" in result.stdout, result.stderr
+    assert (tmp_path / "prop/a.png").stat().st_mode & 0o7777 == 0o644
+    assert (tmp_path / "prop/b.jpg").stat().st_mode & 0o7777 == 0o640
+
+
+def _special_files(root: Path) -> None:
+    import socket
+
+    os.mkfifo(root / "pipe.png")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "sock.png"))
+    sock.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_fifos_sockets_and_devices_are_skipped_never_opened(tmp_path: Path) -> None:
+    env = _signed_env(tmp_path)
+    tree = tmp_path / "in"
+    tree.mkdir()
+    (tree / "a.png").write_bytes(SAMPLES["png"])
+    _special_files(tree)
+    (tree / "null.png").symlink_to("/dev/null")  # a device, reached only with --follow-symlinks
+    code = "001191440300708461136T20000"
+    commands = [
+        ("apply", "in", "--out", "out"),
+        ("apply", "in", "--out", "out2", "--follow-symlinks", "--jobs", "2"),
+        ("apply", "in/pipe.png", "in/sock.png", "--in-place"),
+        ("verify", "in"),
+        ("propagate", "in", "--as", code, "--declared", "--out", "prop", "--follow-symlinks"),
+    ]
+    for command in commands:
+        result = run(*command, cwd=tmp_path, env=env, timeout=60)  # a FIFO read would block forever
+        assert "Traceback" not in result.stderr, command
+        assert result.returncode == 0, (command, result.stderr)
+        for name in ("pipe.png", "sock.png"):
+            line = _lines(result.stderr, name)
+            assert len(line) == 1 and "skipped" in line[0], (command, result.stderr)
+        if "--follow-symlinks" in command or command[0] == "verify":
+            assert "device" in "".join(_lines(result.stderr, "null.png")), (command, result.stderr)
+    assert not (tmp_path / "out/pipe.png").exists() and (tmp_path / "out/a.png").is_file()
+    summary = run("apply", "in", "--out", "out3", cwd=tmp_path, env=env).stdout
+    assert summary.strip().endswith(
+        "1 labeled, 0 skipped (already labeled), 0 failed, 3 skipped (links, special files)"
+    )
+
+
+def test_symlinks_are_not_followed_unless_asked(tmp_path: Path) -> None:
+    env = _signed_env(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(SAMPLES["png"])
+    tree = tmp_path / "in"
+    tree.mkdir()
+    (tree / "own.png").write_bytes(SAMPLES["png"])
+    (tree / "link.png").symlink_to(outside / "secret.png")
+    (tree / "linkdir").symlink_to(outside)
+
+    result = run("apply", "in", "--out", "out", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["own.png"]
+    for name in ("link.png", "linkdir"):
+        line = _lines(result.stderr, name)
+        assert len(line) == 1 and "skipped" in line[0] and "--follow-symlinks" in line[0], result.stderr
+
+    result = run("apply", "in", "in/link.png", "--in-place", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tree / "link.png").is_symlink() and (outside / "secret.png").read_bytes() == SAMPLES["png"]
+    assert verify((tree / "own.png").read_bytes()).status is Status.UNTRUSTED  # the regular file: labelled
+
+    code = "001191440300708461136T20000"
+    result = run("propagate", "in/link.png", "--as", code, "--declared", "--in-place", cwd=tmp_path, env=env)
+    assert result.returncode == 0 and "skipped" in result.stderr
+    assert (outside / "secret.png").read_bytes() == SAMPLES["png"]
+
+    followed = run("apply", "in", "--out", "fout", "--follow-symlinks", cwd=tmp_path, env=env)
+    assert followed.returncode == 0, followed.stderr
+    assert "1 skipped (already labeled)" in followed.stdout  # own.png, labelled in place above
+    for rel in ("link.png", "linkdir/secret.png"):
+        out = tmp_path / "fout" / rel
+        assert not out.is_symlink() and verify(out.read_bytes()).status is Status.UNTRUSTED, rel
+    assert (outside / "secret.png").read_bytes() == SAMPLES["png"]  # --out never writes the source
+
+    in_place = run("apply", "in", "--in-place", "--follow-symlinks", "-v", cwd=tmp_path, env=env)
+    assert in_place.returncode == 0, in_place.stderr
+    assert (tree / "link.png").is_symlink()  # the link stays a link; the file it names is labelled, once
+    assert verify((outside / "secret.png").read_bytes()).status is Status.UNTRUSTED
+    assert (outside / "secret.png").read_bytes().count(b"<TC260:AIGC>") == 1

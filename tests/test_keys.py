@@ -111,3 +111,49 @@ def test_digest_and_trust_comparisons_are_constant_time(
     assert verify(label_content(SAMPLES["png"], policy), trust).ok
     assert (32, 32) in calls  # the SHA-256 content digest, and the 32-byte Ed25519 public key
     assert len(calls) >= 2
+
+
+@pytest.mark.parametrize("which", ["labeler.pem", "labeler.pub.pem"])
+@pytest.mark.parametrize("force", [False, True])
+def test_keygen_never_writes_through_a_symlink(tmp_path: Path, which: str, force: bool) -> None:
+    """A link planted at the key path (or its .pub path) would make keygen overwrite the file it
+    names, e.g. a shell profile: refused, with or without --force, and nothing is written."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / which).symlink_to(victim)
+    cli = [sys.executable, "-m", "labeler.cli", "keygen", "--out", "keys", *(["--force"] if force else [])]
+    result = subprocess.run(cli, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and "symbolic link" in result.stderr and "Traceback" not in result.stderr
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in keys.iterdir()) == [which]  # not half a key pair either
+    dangling = tmp_path / "nowhere"
+    (keys / which).unlink()
+    (keys / which).symlink_to(dangling)  # a dangling link would create the file it names
+    result = subprocess.run(cli, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and not dangling.exists()
+
+
+def test_keygen_c2pa_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys/labeler-c2pa.key").symlink_to(victim)
+    cli = [sys.executable, "-m", "labeler.cli", "keygen", "--c2pa", "--out", "keys"]
+    result = subprocess.run(cli, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and "symbolic link" in result.stderr
+    assert victim.read_text() == "precious\n"
+
+
+def test_keygen_force_replaces_a_regular_key(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "labeler.cli", "keygen", "--out", "keys"]
+    assert subprocess.run(cli, cwd=tmp_path, capture_output=True).returncode == 0
+    first = (tmp_path / "keys/labeler.pub.pem").read_bytes()
+    assert subprocess.run([*cli, "--force"], cwd=tmp_path, capture_output=True).returncode == 0
+    assert (tmp_path / "keys/labeler.pub.pem").read_bytes() != first
+    assert (tmp_path / "keys/labeler.pem").stat().st_mode & 0o777 == 0o600
+    assert (
+        SigningKey.from_file(tmp_path / "keys/labeler.pem").public_key.to_pem()
+        == (tmp_path / "keys/labeler.pub.pem").read_bytes()
+    )
