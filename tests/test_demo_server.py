@@ -192,3 +192,15 @@ def test_a_crash_is_a_json_500_and_logged_not_a_traceback(
     assert httpx.post(
         url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
     ).is_success
+
+
+def test_labeler_demo_takes_a_body_limit() -> None:
+    from test_proxy import cli_server
+
+    with cli_server("demo", "--max-request-body", "100", env={"LABELER_CONFIG": ""}) as base:
+        small = httpx.post(
+            base + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert small.status_code == 200 and small.headers["ai-generated"] == "true"
+        big = {"messages": [{"role": "user", "content": "x" * 100}]}
+        assert_json_error(httpx.post(base + "/v1/chat/completions", json=big), 413)

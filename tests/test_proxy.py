@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -471,3 +476,46 @@ def test_normalised_paths_never_climb_above_the_base(pieces: list[str]) -> None:
     assert path.startswith(b"/") and b"//" not in path
     assert _lenient_depth(path.decode()) == 0
     assert normalise_path(path) == path  # already normal
+
+
+@contextlib.contextmanager
+def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``labeler ARGS --port P`` in a subprocess, as a user runs it; stopped (by its pid) after."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labeler.cli", *args, "--port", str(port)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # bounded: until it listens, it dies, or 30 s
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trust", [False, True])
+def test_the_cli_proxy_sets_x_forwarded_for_itself(trust: bool) -> None:
+    """uvicorn believes X-Forwarded-For from loopback by default; `labeler proxy` must not."""
+    recorder = Recorder()
+    env = {"LABELER_PROVIDER_NAME": "ExampleAI", "LABELER_CONFIG": ""}
+    with serve(recorder) as upstream:
+        flags = ["--trust-forwarded"] if trust else []
+        with cli_server("proxy", "--upstream", upstream, *flags, env=env) as proxy:
+            spoofed = [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-proto", b"https")]
+            status, _, _ = raw_exchange(proxy, b"GET", b"/v1/models", spoofed)
+            status_escape, _, _ = raw_exchange(proxy, b"GET", b"/v1/%2e%2e/%2e%2e/secret")
+    assert status == 200 and status_escape == 400 and len(recorder.seen) == 1
+    assert recorder.header("x-forwarded-for") == (["6.6.6.6, 127.0.0.1"] if trust else ["127.0.0.1"])
+    assert recorder.header("x-forwarded-proto") == (["https"] if trust else ["http"])
