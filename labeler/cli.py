@@ -280,7 +280,8 @@ def _serve(app: object, host: str, port: int, banner: str) -> int:
     except ImportError:
         raise LabelerError("serving needs uvicorn: pip install 'aigc-labeler[server]'") from None
     print(banner, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback clients
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)  # type: ignore[arg-type]
     return 0
 
 
@@ -292,7 +293,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.server import labeled_app
 
     policy = _serve_policy(args)
-    app = labeled_app(policy, text_position=args.text_position)
+    app = labeled_app(policy, text_position=args.text_position, max_request_body=args.max_request_body)
     key = policy.signing_key.key_id if policy.signing_key else "none (unsigned)"
     banner = (
         f"labeler demo: chat page http://{args.host}:{args.port}/  "
@@ -307,7 +308,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
     policy = LabelPolicy.load(args.config)
     app = LabelingMiddleware(
-        ProxyApp(args.upstream, timeout=args.timeout),
+        ProxyApp(args.upstream, timeout=args.timeout, trust_forwarded=args.trust_forwarded),
         policy=policy,
         text_position=args.text_position,
         fail_mode=args.fail_mode,
@@ -415,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--walkthrough", action="store_true", help="instead: label, verify and tamper with one image"
     )
     p.add_argument("--out", default="demo-output", help="where --walkthrough writes its files")
+    p.add_argument("--max-request-body", type=int, default=1024 * 1024, help="bytes; larger bodies get a 413")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("proxy", help="label the answers of any OpenAI-compatible server")
@@ -424,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, help="upstream read timeout, seconds")
     p.add_argument("--text-position", choices=["start", "end", "both"], default="start")
     p.add_argument("--fail-mode", choices=["closed", "open"], default="closed")
+    p.add_argument(
+        "--trust-forwarded",
+        action="store_true",
+        help="keep a front proxy's X-Forwarded-* (and append to them)",
+    )
     p.set_defaults(func=cmd_proxy)
     return parser
 
