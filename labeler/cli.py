@@ -252,15 +252,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     data, _ = read_regular(path, follow_symlinks=True)
     info: dict[str, object] = {"file": str(path)}
     if path.suffix.lower() not in TEXT_SUFFIXES:
-        from .formats import detect
-        from .xmp import read_label
+        from .formats import find_label
 
-        fmt = detect(data)
-        packet = fmt.read_xmp(data)
-        label = read_label(packet) if packet else None
-        info.update(format=fmt.name, kind=fmt.kind, xmp=label.__dict__ if label else None)
-        if label is None:
-            info[fmt.record_slot] = fmt.read_fallback(data)
+        found = find_label(data)
+        xmp = {k: v for k, v in found.xmp.__dict__.items() if k != "aigc_values"} if found.xmp else None
+        info.update(format=found.format.name, kind=found.format.kind)
+        # What the file says, as written: none of it is checked. Checked facts are only those in
+        # verdict.provenance (signed and valid) and verdict.record once the verdict says so.
+        stored: dict[str, object] = {"source": found.source, "record": found.record, "xmp": xmp}
+        if found.problem:
+            stored["problem"] = found.problem
+        info["as_stored_unverified"] = stored
     info["verdict"] = _verify_path(path, _trust(args)).to_dict()
     print(json.dumps(info, ensure_ascii=False, indent=2))
     return 0

@@ -103,7 +103,8 @@ class Verdict:
         }
         if self.signed is not None:
             p = self.signed.provenance
-            out["provenance"] = {
+            # signed facts only once the signature holds; before that they are a claim
+            out["provenance" if self.signature_valid else "claimed_provenance"] = {
                 "provider": p.provider,
                 "system": p.system,
                 "system_version": p.system_version,
@@ -112,7 +113,7 @@ class Verdict:
                 "key_id": self.signed.public_key.key_id,
                 "content_digest": b64url_encode(p.content_digest),
             }
-            if self.signed.batch is not None:  # one signature over a Merkle batch of records
+            if self.signed.batch is not None and self.signature_valid:  # one signature, a Merkle batch
                 out["provenance"]["batch"] = {
                     "index": self.signed.batch.index,
                     "size": self.signed.batch.size,

@@ -189,7 +189,20 @@ def test_inspect_shows_record_and_verdict(setup: tuple[Path, dict[str, str]]) ->
     run("apply", "in/a/b/pic.png", "--out", "out", cwd=root, env=env)
     info = json.loads(run("inspect", "out/pic.png", cwd=root).stdout)
     assert info["format"] == "png" and info["verdict"]["record"]["ContentProducer"] == "ExampleAI"
-    assert info["xmp"]["provider"] == "ExampleAI"
+    assert info["as_stored_unverified"]["xmp"]["provider"] == "ExampleAI"
+    assert "xmp" not in info and "provenance" in info["verdict"]  # checked facts live in the verdict
+
+
+def test_inspect_never_presents_unchecked_facts_as_checked(setup: tuple[Path, dict[str, str]]) -> None:
+    """A label whose signature fails shows its provenance as a claim, not as provenance."""
+    root, env = setup
+    run("apply", "in/a/b/pic.png", "--out", "out", cwd=root, env=env)
+    path = root / "out/pic.png"
+    data = path.read_bytes()
+    at = data.index(b"aigcl1.") + 40  # inside the signed payload: the signature no longer holds
+    path.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :])
+    verdict = json.loads(run("inspect", "out/pic.png", cwd=root).stdout)["verdict"]
+    assert verdict["status"] in ("bad-signature", "unsigned") and "provenance" not in verdict
 
 
 @pytest.mark.interop
@@ -265,7 +278,9 @@ def test_apply_and_verify_audio_video_documents(tmp_path: Path, media: dict[str,
     again = run("apply", "in", "--in-place", cwd=tmp_path, env=env)
     assert again.stdout.strip().endswith(f"0 labeled, {len(names)} skipped (already labeled), 0 failed")
     inspect = json.loads(run("inspect", "in/report.pdf", cwd=tmp_path).stdout)
-    assert inspect["kind"] == "document" and json.loads(inspect["pdf:Info/AIGC"])["Label"] == "1"
+    stored = inspect["as_stored_unverified"]
+    assert inspect["kind"] == "document" and json.loads(stored["record"])["Label"] == "1"
+    assert stored["source"] == "pdf:Info/AIGC"
 
 
 @pytest.mark.slow

@@ -281,3 +281,10 @@ def test_unsigned_propagator_fields_are_reported(policy: LabelPolicy, trust: Tru
     assert verdict.propagation is not None and verdict.propagation["status"] == "unsigned"
     assert "propagator fields are not signed" in verdict.problems[-1]
     assert verify(labeled, trust).propagation is None  # first write: propagator == producer, no claim
+
+
+def test_a_bad_signature_shows_its_provenance_as_a_claim(labeled: bytes, trust: TrustStore) -> None:
+    forged = _edit_label(labeled, edit_token=lambda t: _edit_payload(t, pv="Forged Inc"))
+    out = verify(forged, trust).to_dict()
+    assert out["status"] == "bad-signature" and "provenance" not in out
+    assert out["claimed_provenance"]["provider"] == "Forged Inc"
