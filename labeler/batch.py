@@ -20,9 +20,10 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .aigc import Label
 from .errors import LabelerError
@@ -404,10 +405,78 @@ def run(
                 progress(outcome)
         return summary
     LabelPolicy.load(config)  # a bad config fails here, once, not in every worker
-    ctx = multiprocessing.get_context("spawn" if os.name != "posix" else "fork")
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(config, options)) as pool:
-        for outcome in pool.imap_unordered(_work, tasks, chunksize=max(1, min(64, len(tasks) // (jobs * 8)))):
-            summary.add(outcome)
-            if progress:
-                progress(outcome)
+    size = max(1, min(64, len(tasks) // (jobs * 8)))
+    chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+    for outcome in _in_workers(chunks, jobs, (config, options)):
+        summary.add(outcome)
+        if progress:
+            progress(outcome)
     return summary
+
+
+_STARTED: Any = None  #: in a worker: where it says which unit it has started (a SimpleQueue)
+
+
+def _init_unit_worker(started: Any, config: str | None, options: Options) -> None:
+    global _STARTED
+    _STARTED = started
+    _init_worker(config, options)
+
+
+def _work_unit(uid: int, unit: list[Task]) -> list[Outcome]:
+    _STARTED.put(uid)
+    return [_work(task) for task in unit]
+
+
+def _in_workers(
+    chunks: list[list[Task]], jobs: int, initargs: tuple[str | None, Options]
+) -> Iterator[Outcome]:
+    """The outcomes of ``chunks`` labelled in ``jobs`` processes, even when a worker dies outright
+    (a crash in a C library, the out-of-memory killer), which breaks the whole pool.
+
+    Each worker says which unit (a chunk of files) it starts. After a break, units that never
+    started run again as they were; started ones are split into single files; a single file whose
+    worker died is run again alone, and if its worker dies again it fails by itself ("worker
+    process died") while the batch goes on. Every round finishes or shrinks some unit, so the
+    batch never hangs and never loops."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn" if os.name != "posix" else "fork")
+    todo, suspects = chunks, list[Task]()
+    while todo or suspects:
+        alone = not todo
+        units = [[suspects.pop()]] if alone else todo
+        started = ctx.SimpleQueue()
+        lost: list[int] = []
+        with ProcessPoolExecutor(
+            1 if alone else jobs, mp_context=ctx, initializer=_init_unit_worker, initargs=(started, *initargs)
+        ) as pool:
+            futures = {pool.submit(_work_unit, uid, unit): uid for uid, unit in enumerate(units)}
+            for future in _as_completed(futures):
+                try:
+                    yield from future.result()
+                except BrokenProcessPool:
+                    lost.append(futures[future])
+        began = set()
+        while not started.empty():
+            began.add(started.get())
+        if lost and not began & set(lost):
+            raise LabelerError("worker processes die before labelling anything (see their output)")
+        todo = []
+        for uid in lost:
+            unit = units[uid]
+            if alone:
+                yield Outcome(unit[0], "failed", "worker process died while labelling this file")
+            elif uid not in began:
+                todo.append(unit)
+            elif len(unit) > 1:
+                todo.extend([task] for task in unit)
+            else:
+                suspects.append(unit[0])
+
+
+def _as_completed(futures: Iterable[Future[list[Outcome]]]) -> Iterator[Future[list[Outcome]]]:
+    from concurrent.futures import as_completed
+
+    return as_completed(list(futures))

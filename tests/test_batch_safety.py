@@ -278,3 +278,33 @@ def test_anything_raised_while_propagating_one_file_fails_that_file_alone(
     assert type(exc).__name__ in line
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(good)
     assert out.count("propagated") == len(good)
+
+
+def test_a_file_that_kills_its_worker_fails_alone_and_the_batch_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crash in a C library or the OOM killer takes the whole worker process down; the pool
+    used to wait for its lost file forever. Now that file fails alone and the rest are labelled."""
+    import labeler.batch
+
+    for name, value in _key_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    good = _good_tree(tmp_path / "in", n=12)
+    bad = encode(make_image((32, 24), seed=98), "PNG")
+    (tmp_path / "in/killer.png").write_bytes(bad)
+    real = labeler.batch.label_content
+
+    def label_content(data: bytes, *args: object, **kwargs: object) -> bytes:
+        if data == bad:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+        return real(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(labeler.batch, "label_content", label_content)  # forked workers inherit it
+    monkeypatch.chdir(tmp_path)
+    code = main(["apply", "in", "--out", "out", "--jobs", "2"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out.strip().endswith(f"{len(good)} labeled, 0 skipped (already labeled), 1 failed")
+    (line,) = _failure_lines(err, "killer.png")
+    assert "worker process died" in line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(good)
