@@ -7,26 +7,66 @@ and text without re-encoding, explicit labels per medium, and verification on re
 
 __version__ = "0.1.0"
 
-from .aigc import AigcRecord, Label
-from .audio import RhythmStyle
-from .errors import (
-    AlreadyLabeledError,
-    ConfigError,
-    InvalidRecordError,
-    LabelerError,
-    LabelTooLargeError,
-    MalformedFileError,
-    SigningKeyError,
-    ToolNotFoundError,
-    UnsupportedFormatError,
-)
-from .labeling import has_label, label_bytes, label_content, label_image
-from .policy import LabelPolicy
-from .propagation import NoLabelError, propagate_bytes
-from .signing import PublicKey, SigningKey, TrustStore
-from .text import add_text_label, label_markdown, mark_text, verify_text
-from .verification import Status, Verdict, verify
-from .visible import Placement, VisibleStyle
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers; at run time each is imported on first use
+    from .aigc import AigcRecord, Label
+    from .audio import RhythmStyle
+    from .errors import (
+        AlreadyLabeledError,
+        ConfigError,
+        InvalidRecordError,
+        LabelerError,
+        LabelTooLargeError,
+        MalformedFileError,
+        SigningKeyError,
+        ToolNotFoundError,
+        UnsupportedFormatError,
+    )
+    from .labeling import has_label, label_bytes, label_content, label_image
+    from .policy import LabelPolicy
+    from .propagation import NoLabelError, propagate_bytes
+    from .signing import PublicKey, SigningKey, TrustStore
+    from .text import add_text_label, label_markdown, mark_text, verify_text
+    from .verification import Status, Verdict, verify
+    from .visible import Placement, VisibleStyle
+
+#: public name -> the module that defines it. ``import labeler`` stays cheap (no Pillow, no
+#: cryptography): a metadata-only user or ``labeler --help`` pays only for what it touches.
+_LAZY = {
+    "add_text_label": "text",
+    "AigcRecord": "aigc",
+    "AlreadyLabeledError": "errors",
+    "ConfigError": "errors",
+    "has_label": "labeling",
+    "InvalidRecordError": "errors",
+    "Label": "aigc",
+    "label_bytes": "labeling",
+    "label_content": "labeling",
+    "label_image": "labeling",
+    "label_markdown": "text",
+    "LabelerError": "errors",
+    "LabelPolicy": "policy",
+    "LabelTooLargeError": "errors",
+    "MalformedFileError": "errors",
+    "mark_text": "text",
+    "NoLabelError": "propagation",
+    "Placement": "visible",
+    "propagate_bytes": "propagation",
+    "PublicKey": "signing",
+    "RhythmStyle": "audio",
+    "SigningKey": "signing",
+    "SigningKeyError": "errors",
+    "Status": "verification",
+    "ToolNotFoundError": "errors",
+    "TrustStore": "signing",
+    "UnsupportedFormatError": "errors",
+    "Verdict": "verification",
+    "verify": "verification",
+    "verify_text": "text",
+    "VisibleStyle": "visible",
+}
+
 
 __all__ = [
     "AigcRecord",
@@ -62,3 +102,18 @@ __all__ = [
     "verify",
     "verify_text",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'labeler' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -15,25 +15,22 @@ import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .aigc import Label
-from .batch import (
-    TEXT_SUFFIXES,
-    NotRegularFileError,
-    Options,
-    Outcome,
-    describe_error,
-    plan,
-    propagate_one,
-    read_regular,
-    run,
-)
 from .errors import LabelerError
-from .identifiers import validate_provider_code
-from .policy import LabelPolicy
-from .signing import SigningKey, TrustStore
-from .verification import Status, Verdict, verify
+
+if TYPE_CHECKING:  # imported where used: `labeler --help` must start in well under 0.1 s
+    from .batch import Outcome
+    from .policy import LabelPolicy
+    from .signing import TrustStore
+    from .verification import Verdict
+
+#: Status values for --require, from best to worst (tests/test_cli.py checks them against Status)
+STATUSES = (
+    "verified", "untrusted", "altered", "label-mismatch", "bad-signature", "unsigned",
+    "malformed-label", "no-label", "unreadable",
+)  # fmt: skip
 
 __all__ = ["main"]
 
@@ -45,6 +42,8 @@ def _warn(text: str) -> None:
 def _trust(args: argparse.Namespace) -> TrustStore:
     """Keys from ``--trust`` (or ``$LABELER_TRUST``): files, or directories such as the one
     ``keygen`` writes; what a directory holds that can't be used is named on stderr."""
+    from .signing import TrustStore
+
     paths = list(args.trust or [])
     if not paths and os.environ.get("LABELER_TRUST"):
         paths = os.environ["LABELER_TRUST"].split(os.pathsep)
@@ -66,6 +65,9 @@ def _verify_path(
     path: Path, trust: TrustStore, c2pa_anchors: str | None = None, decode_audio: bool = False
 ) -> Verdict:
     """The verdict on one file. Raises ``NotRegularFileError`` (skip it) and ``_Unreadable``."""
+    from .batch import TEXT_SUFFIXES, read_regular
+    from .verification import verify
+
     try:
         data, _ = read_regular(path, follow_symlinks=True)
     except OSError as exc:
@@ -110,6 +112,8 @@ def _write_key_file(path: Path, data: bytes, mode: int, force: bool) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    from .signing import SigningKey
+
     out = Path(args.out)
     if args.c2pa:
         from .content_credentials import make_test_ca
@@ -133,6 +137,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from .batch import Options, plan, run
+
     if not args.in_place and not args.out:
         raise LabelerError("say where results go: --out DIR or --in-place")
     tasks = plan(args.paths, Path(args.out) if args.out else None, follow_symlinks=args.follow_symlinks)
@@ -173,6 +179,9 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from .batch import NotRegularFileError, describe_error, plan
+    from .verification import Status, Verdict
+
     trust = _trust(args)
     order = list(Status)
     required = Status(args.require) if args.require else None
@@ -228,6 +237,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_propagate(args: argparse.Namespace) -> int:
+    from .aigc import Label
+    from .batch import plan, propagate_one
+    from .identifiers import validate_provider_code
+    from .policy import LabelPolicy
+
     code = validate_provider_code(args.as_code)
     if code.role != "propagation":
         _warn(f"warning: {code} is a generation code (position 23 is not 2)")
@@ -248,6 +262,8 @@ def cmd_propagate(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from .batch import TEXT_SUFFIXES, read_regular
+
     path = Path(args.file)
     data, _ = read_regular(path, follow_symlinks=True)
     info: dict[str, object] = {"file": str(path)}
@@ -269,6 +285,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _serve_policy(args: argparse.Namespace) -> LabelPolicy:
+    from .policy import LabelPolicy
+
     if args.config or os.environ.get("LABELER_CONFIG") or os.environ.get("LABELER_PROVIDER_NAME"):
         return LabelPolicy.load(args.config)
     from .demo import demo_policy
@@ -306,6 +324,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_proxy(args: argparse.Namespace) -> int:
     from .middleware import LabelingMiddleware
+    from .policy import LabelPolicy
     from .proxy import ProxyApp
 
     policy = LabelPolicy.load(args.config)
@@ -378,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--require",
-        choices=[s.value for s in Status],
+        choices=STATUSES,
         help="exit 1 when any file is worse than this status (e.g. verified, untrusted)",
     )
     p.set_defaults(func=cmd_verify)
