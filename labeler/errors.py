@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyLabeledError",
     "ConfigError",
+    "DecodeBudgetError",
     "InvalidRecordError",
     "LabelTooLargeError",
     "LabelerError",
@@ -53,3 +54,8 @@ class AlreadyLabeledError(LabelerError):
 
 class ToolNotFoundError(LabelerError):
     """An external program this operation needs (e.g. ffmpeg for video labels) is not installed."""
+
+
+class DecodeBudgetError(LabelerError):
+    """A picture would decode to more pixels than the budget allows (frames x width x height,
+    read from its header before anything is decoded): refused, as a possible decompression bomb."""
