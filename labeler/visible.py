@@ -299,20 +299,21 @@ def check_decode_budget(
 _GIF_BLOCK = re.compile(rb"[!,;]")
 
 
-def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
-    size = len(data)
-    while pos < size:
-        n = data[pos]
-        pos += 1 + n
-        if n == 0:
-            return pos
-    return size
+def _gif_sub_block(data: bytes, pos: int) -> tuple[bool, int]:
+    """Pillow's ``GifImageFile.data()``: (whether a non-empty sub-block was read, next position)."""
+    if pos >= len(data) or data[pos] == 0:
+        return False, min(pos + 1, len(data))
+    return pos + 1 < len(data), pos + 1 + data[pos]
 
 
 def _gif_cost(data: bytes, style: VisibleStyle) -> None:
-    """Check a GIF's canvas and frames as Pillow will decode them, from its blocks alone: it
-    walks blocks as Pillow does (unknown bytes skipped), each frame is decoded at the full
-    canvas, and a frame reaching past the canvas grows it. Stops as soon as over budget."""
+    """Check a GIF's canvas and frames as Pillow will decode them, from its blocks alone.
+
+    The walk mirrors ``GifImagePlugin`` step for step, quirks included (unknown bytes skipped; an
+    extension whose first sub-block is empty makes Pillow read the next byte as a length): a
+    walker that parsed GIF "correctly" could be shown one small frame while Pillow finds a huge
+    one. Each frame is decoded at the full canvas, and a frame reaching past it grows it.
+    Stops as soon as over budget, so counting costs no more than the budget allows."""
     if len(data) < 13:
         raise MalformedFileError("GIF header is truncated")
     width, height = struct.unpack_from("<HH", data, 6)
@@ -323,16 +324,34 @@ def _gif_cost(data: bytes, style: VisibleStyle) -> None:
         pos = found.start()
         if data[pos] == 0x3B:  # trailer
             break
-        if data[pos] == 0x21:  # extension: label byte, then sub-blocks
-            pos = _gif_sub_blocks_end(data, pos + 2)
+        if data[pos] == 0x21:  # extension
+            if pos + 1 >= len(data):
+                break
+            label, first = data[pos + 1], pos + 3  # where the first sub-block's bytes start
+            block, pos = _gif_sub_block(data, pos + 2)
+            if label == 0xFE:  # comment: read up to its terminator, nothing more
+                while block:
+                    block, pos = _gif_sub_block(data, pos)
+                continue
+            if label == 0xFF and frames == 0 and block and data.startswith(b"NETSCAPE2.0", first, pos):
+                _, pos = _gif_sub_block(data, pos)
+            while True:  # Pillow's "while self.data(): pass", also after an empty first sub-block
+                block, pos = _gif_sub_block(data, pos)
+                if not block:
+                    break
             continue
-        if pos + 10 > len(data):
+        if pos + 9 > len(data):
             break
-        x, y, w, h = struct.unpack_from("<HHHH", data, pos + 1)
+        x, y, w, h = struct.unpack_from("<HHHH", data, pos + 1)  # Pillow grows the canvas by these...
         width, height, frames = max(width, x + w), max(height, y + h), frames + 1
         check_decode_budget(width, height, frames, style, "GIF", partial=True)
+        if pos + 10 > len(data):  # ...even when the flags byte after them is missing
+            break
         local = data[pos + 9]
-        pos = _gif_sub_blocks_end(data, pos + 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0))
+        pos += 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0)  # + the LZW code size byte
+        block = True
+        while block:  # the image data
+            block, pos = _gif_sub_block(data, pos)
 
 
 def _webp_cost(data: bytes, style: VisibleStyle) -> None:
@@ -459,7 +478,7 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
                 durations.append(frame.info.get("duration", info.get("duration", 100)))
         except Image.DecompressionBombError as exc:
             raise _bomb(exc) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
             raise MalformedFileError(f"cannot decode frame {len(frames)}: {exc}") from None
         params: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": durations}
         if "loop" in info:  # absent means "play once"; loop=0 would mean "forever"

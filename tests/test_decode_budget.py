@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, encode, make_image
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageSequence
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -179,6 +181,83 @@ def test_counting_frames_stops_at_the_limit() -> None:
     exceeded, so the message can only say 'at least'."""
     with pytest.raises(DecodeBudgetError, match="at least 11 frames"):
         render_visible_label(gif_bytes((1, 1), 2000), "AI生成", VisibleStyle(max_frames=10))
+
+
+def gif_with_a_frame_only_pillow_sees() -> bytes:
+    """Two 1x1 frames to a by-the-book GIF reader; Pillow reads an extension whose first
+    sub-block is empty, then the next byte as a length, and so finds a 12000x12000 frame."""
+    head = b"GIF89a" + struct.pack("<HH", 64, 64) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00" + b"\x02\x02\x44\x01\x00"
+    payload = bytearray(49)  # image data of the 2nd frame, as the book reads it
+    payload[34:44] = b"\x2c" + struct.pack("<HHHH", 0, 0, 12_000, 12_000) + b"\x00"  # Pillow lands here
+    payload[44:49] = b"\x02\x02\x44\x01\x00"
+    book_frame = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00\x02" + bytes([49]) + payload + b"\x00"
+    return head + frame + b"\x21\xf9\x00" + book_frame + b"\x3b"
+
+
+def test_gif_frames_are_counted_as_pillow_reads_them() -> None:
+    data = gif_with_a_frame_only_pillow_sees()
+    pillow = Image.open(io.BytesIO(data))
+    assert pillow.n_frames == 2
+    with pytest.warns(Image.DecompressionBombWarning):  # only a warning: Pillow would decode 144 MP
+        pillow.seek(1)
+    assert pillow.size == (12_000, 12_000)
+    with pytest.raises(DecodeBudgetError, match="12000x12000"):
+        render_visible_label(data, "AI生成", VisibleStyle())
+
+
+def _descriptor(x: int, y: int, w: int, h: int, local: bool = False) -> bytes:
+    palette = b"\x80" + b"\x00" * 6 if local else b"\x00"
+    return b"\x2c" + struct.pack("<HHHH", x, y, w, h) + palette + b"\x02"
+
+
+_SIDES = st.sampled_from([0, 1, 7, 60, 99, 101, 150, 5000])
+_PIECES = st.one_of(
+    st.builds(_descriptor, _SIDES, _SIDES, _SIDES, _SIDES, st.booleans()),
+    st.sampled_from(
+        [
+            b"\x02\x44\x01\x00",  # image data: one sub-block, terminator
+            b"\x21\xf9\x00",  # extension with an empty first sub-block (Pillow then reads on)
+            b"\x21\xf9\x04\x08\x0a\x00\x00\x00",  # graphic control
+            b"\x21\xfe\x03abc\x00",  # comment
+            b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00",
+            b"\x00",
+            b"\x3b",
+        ]
+    ),
+    st.builds(  # image data that holds a descriptor: a by-the-book reader skips it, a lost one may not
+        lambda pad, d: bytes([pad + len(d) + 5]) + bytes(pad) + d + b"\x02\x44\x01\x00" + b"\x00",
+        st.integers(0, 44),
+        st.builds(_descriptor, _SIDES, _SIDES, _SIDES, _SIDES),
+    ),
+    st.binary(max_size=3),
+)
+
+
+@settings(max_examples=1000)
+@given(pieces=st.lists(_PIECES, max_size=24))
+def test_gif_walk_never_sees_less_than_pillow(pieces: list[bytes]) -> None:
+    """Differential: whatever the walk lets through, Pillow decodes within the same limits."""
+    from labeler.visible import _gif_cost
+
+    data = b"GIF89a" + struct.pack("<HH", 50, 40) + b"\x00\x00\x00" + b"".join(pieces)
+    style = VisibleStyle(max_pixels=40_000, max_frame_pixels=20_000, max_frames=6)
+    try:
+        _gif_cost(data, style)
+    except DecodeBudgetError:
+        return
+    frames = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sizes are asserted below, whatever Pillow thinks of them
+        try:
+            img = Image.open(io.BytesIO(data), formats=["GIF"])
+            for frame in ImageSequence.Iterator(img):
+                frames += 1
+                pixels = frame.size[0] * frame.size[1]
+                assert pixels <= 20_000 and frames <= 6 and frames * pixels <= 40_000, (frames, frame.size)
+                frame.load()
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error):
+            pass  # Pillow gave up on a broken file: nothing more was decoded
 
 
 def test_pillows_warning_range_is_refused_and_the_frame_limit_is_configurable(
