@@ -144,6 +144,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     tasks = plan(args.paths, Path(args.out) if args.out else None, follow_symlinks=args.follow_symlinks)
     if bool(args.c2pa_cert) != bool(args.c2pa_key):
         raise LabelerError("C2PA needs both --c2pa-cert and --c2pa-key")
+    if args.max_pixels is not None:  # env wins over the TOML, and reaches the worker processes
+        os.environ["LABELER_MAX_PIXELS"] = str(args.max_pixels)
     options = Options(
         visible=args.visible,
         relabel=args.relabel,
@@ -383,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--c2pa-cert", help="PEM certificate chain (leaf first): also embed C2PA credentials")
     p.add_argument("--c2pa-key", help="PEM private key of the C2PA signer certificate")
+    p.add_argument("--max-pixels", type=int, help="decode budget: frames x width x height (default 1e8)")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("verify", help="check labels, signatures, integrity, trust, filing numbers")

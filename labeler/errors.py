@@ -16,6 +16,7 @@ _R = TypeVar("_R")
 __all__ = [
     "AlreadyLabeledError",
     "ConfigError",
+    "DecodeBudgetError",
     "InvalidRecordError",
     "LabelTooLargeError",
     "LabelerError",
@@ -62,6 +63,11 @@ class AlreadyLabeledError(LabelerError):
 
 class ToolNotFoundError(LabelerError):
     """An external program this operation needs (e.g. ffmpeg for video labels) is not installed."""
+
+
+class DecodeBudgetError(LabelerError):
+    """A picture would decode to more pixels than the budget allows (frames x width x height,
+    read from its header before anything is decoded): refused, as a possible decompression bomb."""
 
 
 class UnexpectedParserError(MalformedFileError):

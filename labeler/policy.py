@@ -188,8 +188,9 @@ class LabelPolicy:
             data.update(table)
             base_dir = path.parent
         overrides = _from_env(env)
-        if "label_text" in overrides and isinstance(data.get("label_text"), Mapping):
-            overrides["label_text"] = {**data["label_text"], **overrides["label_text"]}
+        for table in ("label_text", "visible"):  # env overrides keys of a table, not the table
+            if table in overrides and isinstance(data.get(table), Mapping):
+                overrides[table] = {**data[table], **overrides[table]}
         data.update(overrides)
         return cls.from_mapping(data, base_dir)
 
@@ -219,4 +220,14 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     }
     if texts:
         out["label_text"] = texts
+    budget = {}  # the decode budget of pictures, [labeler.visible]
+    for name in ("max_pixels", "max_frame_pixels", "max_frames"):
+        value = env.get(f"LABELER_{name.upper()}")
+        if value:
+            try:
+                budget[name] = int(value.strip())
+            except ValueError:
+                raise ConfigError(f"LABELER_{name.upper()} must be a whole number, got {value!r}") from None
+    if budget:
+        out["visible"] = budget
     return out

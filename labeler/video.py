@@ -28,7 +28,7 @@ def add_video_label(
         raise ValueError(f"GB 45438 asks for >= {MIN_SECONDS} s of label, got {seconds}")
     from PIL import Image
 
-    from .visible import draw_label
+    from .visible import check_decode_budget, draw_label
 
     with tempfile.TemporaryDirectory(prefix="labeler-video-") as tmp:
         work = Path(tmp)
@@ -38,7 +38,9 @@ def add_video_label(
         ]
         if not video or not video[0].get("width") or not video[0].get("height"):
             raise MalformedFileError("no video stream with a frame size")
-        canvas = Image.new("RGBA", (int(video[0]["width"]), int(video[0]["height"])), (0, 0, 0, 0))
+        width, height = int(video[0]["width"]), int(video[0]["height"])
+        check_decode_budget(width, height, 1, style, "video frame")  # our overlay canvas, one frame
+        canvas = Image.new("RGBA", (width, height), (0, 0, 0, 0))
         draw_label(canvas, text, style, second)
         canvas.save(work / "label.png")
         ffmpeg.run(

@@ -9,6 +9,11 @@
 
 Geometry is a pure function of (image size, text, style); drawing touches only the plate
 region, so a JPEG can be re-saved with its own quantisation tables (``quality="keep"``).
+
+Decoding has a budget (``max_pixels``, ``max_frame_pixels``, ``max_frames``): frames x width x
+height, read from the file's header and blocks *before* Pillow decodes or allocates anything, so a
+small file that declares a huge canvas or thousands of frames is refused with
+:class:`~labeler.errors.DecodeBudgetError` instead of taking the host's memory.
 """
 
 from __future__ import annotations
@@ -17,19 +22,46 @@ import enum
 import functools
 import io
 import math
+import re
+import struct
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps, ImageSequence
+from PIL import (
+    GifImagePlugin,
+    Image,
+    ImageDraw,
+    ImageFile,
+    ImageFont,
+    ImageOps,
+    ImageSequence,
+    JpegImagePlugin,
+    PngImagePlugin,
+    WebPImagePlugin,
+)
 
-from .errors import LabelTooLargeError, MalformedFileError, UnsupportedFormatError
+from .errors import DecodeBudgetError, LabelTooLargeError, MalformedFileError, UnsupportedFormatError
 
-__all__ = ["LabelBox", "Placement", "VisibleStyle", "draw_label", "label_geometry", "render_visible_label"]
+__all__ = [
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_PIXELS",
+    "LabelBox",
+    "Placement",
+    "VisibleStyle",
+    "check_decode_budget",
+    "draw_label",
+    "label_geometry",
+    "render_visible_label",
+]
 
 #: GB 45438: text height at least 5% of the shortest side. A style may ask for more, never less.
 MIN_HEIGHT_RATIO = 0.05
 BUNDLED_FONT = "NotoSansCJKsc-Bold-labeler-subset.otf"
+#: Decoded pixels one picture may cost, all frames together (about 4 bytes each as RGBA).
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Frames of one animation; also bounds how far a GIF's blocks are walked to count them.
+DEFAULT_MAX_FRAMES = 10_000
 
 
 class Placement(enum.StrEnum):
@@ -56,6 +88,9 @@ class VisibleStyle:
     show_filing_number: bool = False
     jpeg_quality: int | str = "keep"  #: "keep" reuses the source's quantisation tables
     webp_quality: int = 90
+    max_pixels: int = DEFAULT_MAX_PIXELS  #: decode budget: frames x width x height, summed
+    max_frame_pixels: int | None = None  #: one frame; None: Pillow's ``Image.MAX_IMAGE_PIXELS``
+    max_frames: int = DEFAULT_MAX_FRAMES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "placement", Placement(self.placement))
@@ -63,6 +98,18 @@ class VisibleStyle:
             raise ValueError(f"height_ratio must be between 0.05 (GB 45438) and 0.5, got {self.height_ratio}")
         if not 0.3 <= self.plate_opacity <= 1:
             raise ValueError("plate_opacity must be between 0.3 and 1 to stay legible")
+        for name in ("max_pixels", "max_frame_pixels", "max_frames"):
+            value = getattr(self, name)
+            if value is None and name == "max_frame_pixels":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+    @property
+    def frame_pixel_limit(self) -> int | None:
+        """Pixels one frame may have: ``max_frame_pixels``, else Pillow's threshold of the
+        moment, the point where Pillow itself starts warning of a decompression bomb."""
+        return self.max_frame_pixels if self.max_frame_pixels is not None else Image.MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -217,13 +264,167 @@ def draw_label(img: Image.Image, text: str, style: VisibleStyle, second: str | N
 # -- whole files ------------------------------------------------------------------------------
 
 
-def _open(data: bytes) -> Image.Image:
+_BOMB = "refused as a possible decompression bomb"
+
+
+def check_decode_budget(
+    width: int, height: int, frames: int, style: VisibleStyle, what: str = "picture", *, partial: bool = False
+) -> None:
+    """Raise :class:`DecodeBudgetError` if ``frames`` frames of ``width`` x ``height`` would
+    decode to more than ``style`` allows. ``partial``: counting stopped early, frames is a floor.
+
+    Call it with the header's numbers before decoding or allocating pixels."""
+    frame = max(1, width) * max(1, height)
+    limit = style.frame_pixel_limit
+    if limit is not None and frame > limit:
+        raise DecodeBudgetError(
+            f"{what} {width}x{height} = {frame:,} pixels per frame is over max_frame_pixels of {limit:,} "
+            f"({_BOMB}; the default is Pillow's MAX_IMAGE_PIXELS); if you trust it, raise "
+            "[labeler.visible] max_frame_pixels or LABELER_MAX_FRAME_PIXELS"
+        )
+    count = f"at least {frames}" if partial else str(frames)
+    if frames > style.max_frames:
+        raise DecodeBudgetError(
+            f"{what} has {count} frames, over max_frames of {style.max_frames:,} ({_BOMB}); "
+            "if you trust it, raise [labeler.visible] max_frames or LABELER_MAX_FRAMES"
+        )
+    if frame * frames > style.max_pixels:
+        raise DecodeBudgetError(
+            f"{what} {width}x{height} x {count} frames = {frame * frames:,} pixels to decode is over the "
+            f"decode budget max_pixels of {style.max_pixels:,} ({_BOMB}); if you trust it, raise "
+            "[labeler.visible] max_pixels, LABELER_MAX_PIXELS or `labeler apply --max-pixels`"
+        )
+
+
+_GIF_BLOCK = re.compile(rb"[!,;]")
+
+
+def _gif_sub_block(data: bytes, pos: int) -> tuple[bool, int]:
+    """Pillow's ``GifImageFile.data()``: (whether a non-empty sub-block was read, next position)."""
+    if pos >= len(data) or data[pos] == 0:
+        return False, min(pos + 1, len(data))
+    return pos + 1 < len(data), pos + 1 + data[pos]
+
+
+def _gif_cost(data: bytes, style: VisibleStyle) -> None:
+    """Check a GIF's canvas and frames as Pillow will decode them, from its blocks alone.
+
+    The walk mirrors ``GifImagePlugin`` step for step, quirks included (unknown bytes skipped; an
+    extension whose first sub-block is empty makes Pillow read the next byte as a length): a
+    walker that parsed GIF "correctly" could be shown one small frame while Pillow finds a huge
+    one. Each frame is decoded at the full canvas, and a frame reaching past it grows it.
+    Stops as soon as over budget, so counting costs no more than the budget allows."""
+    if len(data) < 13:
+        raise MalformedFileError("GIF header is truncated")
+    width, height = struct.unpack_from("<HH", data, 6)
+    check_decode_budget(width, height, 1, style, "GIF")
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    frames = 0
+    while (found := _GIF_BLOCK.search(data, pos)) is not None:
+        pos = found.start()
+        if data[pos] == 0x3B:  # trailer
+            break
+        if data[pos] == 0x21:  # extension
+            if pos + 1 >= len(data):
+                break
+            label, first = data[pos + 1], pos + 3  # where the first sub-block's bytes start
+            block, pos = _gif_sub_block(data, pos + 2)
+            if label == 0xFE:  # comment: read up to its terminator, nothing more
+                while block:
+                    block, pos = _gif_sub_block(data, pos)
+                continue
+            if label == 0xFF and frames == 0 and block and data.startswith(b"NETSCAPE2.0", first, pos):
+                _, pos = _gif_sub_block(data, pos)
+            while True:  # Pillow's "while self.data(): pass", also after an empty first sub-block
+                block, pos = _gif_sub_block(data, pos)
+                if not block:
+                    break
+            continue
+        if pos + 9 > len(data):
+            break
+        x, y, w, h = struct.unpack_from("<HHHH", data, pos + 1)  # Pillow grows the canvas by these...
+        width, height, frames = max(width, x + w), max(height, y + h), frames + 1
+        check_decode_budget(width, height, frames, style, "GIF", partial=True)
+        if pos + 10 > len(data):  # ...even when the flags byte after them is missing
+            break
+        local = data[pos + 9]
+        pos += 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0)  # + the LZW code size byte
+        block = True
+        while block:  # the image data
+            block, pos = _gif_sub_block(data, pos)
+
+
+def _webp_cost(data: bytes, style: VisibleStyle) -> None:
+    """Check a WebP's canvas and frames from its RIFF chunks: Pillow's WebP decoder allocates the
+    canvas (twice) as soon as the file is opened, so this runs before Pillow sees the file."""
+    from .formats import webp
+
+    chunks, _ = webp.walk(data)
+    if not chunks:
+        raise MalformedFileError("WebP has no chunks")
+    first = chunks[0].payload(data)
+    kind = chunks[0].fourcc
+    if kind == b"VP8X" and len(first) >= 10:
+        width = int.from_bytes(first[4:7], "little") + 1
+        height = int.from_bytes(first[7:10], "little") + 1
+    elif kind == b"VP8 " and len(first) >= 10 and first[3:6] == b"\x9d\x01\x2a":
+        width, height = (v & 0x3FFF for v in struct.unpack_from("<HH", first, 6))
+    elif kind == b"VP8L" and len(first) >= 5 and first[0] == 0x2F:
+        (bits,) = struct.unpack_from("<I", first, 1)
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    else:
+        raise MalformedFileError(f"WebP starts with a broken {kind!r} chunk")
+    frames = sum(1 for c in chunks if c.fourcc == b"ANMF")
+    check_decode_budget(width, height, max(1, frames), style, "WebP")
+
+
+_OPENERS: dict[str, Any] = {
+    "JPEG": JpegImagePlugin.jpeg_factory,  # may answer MPO, which we do not label
+    "PNG": PngImagePlugin.PngImageFile,
+    "GIF": GifImagePlugin.GifImageFile,
+    "WEBP": WebPImagePlugin.WebPImageFile,
+}
+
+
+def _sniff(data: bytes) -> str:
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    raise UnsupportedFormatError("visible labels are drawn on JPEG, PNG, GIF and WebP pictures only")
+
+
+def _bomb(exc: Image.DecompressionBombError) -> DecodeBudgetError:
+    return DecodeBudgetError(
+        f"{_BOMB} by Pillow: {exc} (its hard limit is 2 x PIL.Image.MAX_IMAGE_PIXELS, "
+        "which the LABELER_ settings do not raise)"
+    )
+
+
+def _open(data: bytes, style: VisibleStyle) -> Image.Image:
+    """Open lazily and check the budget, then decode the first frame.
+
+    The format's own Pillow plugin is called directly rather than through ``Image.open``: our
+    budget replaces Pillow's open-time guard, which only *warns* between MAX_IMAGE_PIXELS and
+    twice that, and could not be raised per call (it is a process-wide global)."""
+    fmt = _sniff(data)
+    if fmt == "GIF":
+        _gif_cost(data, style)
+    elif fmt == "WEBP":
+        _webp_cost(data, style)
     try:
-        img = Image.open(io.BytesIO(data))
+        img: ImageFile.ImageFile = _OPENERS[fmt](io.BytesIO(data), "")
+        if img.format != fmt:
+            raise UnsupportedFormatError(f"no visible labels for {img.format} images")
+        check_decode_budget(*img.size, getattr(img, "n_frames", 1) if fmt == "WEBP" else 1, style, fmt)
         img.load()
     except Image.DecompressionBombError as exc:
-        raise MalformedFileError(f"refused: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+        raise _bomb(exc) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
         raise MalformedFileError(f"cannot decode image: {exc}") from None
     return img
 
@@ -235,7 +436,7 @@ def _is_lossless_webp(data: bytes) -> bool:
 def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: str | None = None) -> bytes:
     """Decode, draw the label on every frame, re-encode in the same format keeping EXIF, ICC
     and XMP (the implicit label is applied afterwards, on these final bytes)."""
-    img = _open(data)
+    img = _open(data, style)
     fmt = img.format
     info = img.info
     keep: dict[str, Any] = {k: info[k] for k in ("icc_profile", "exif") if info.get(k)}
@@ -269,11 +470,16 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
         img.save(out, "PNG", pnginfo=pnginfo, optimize=False, **keep)
     elif fmt in ("GIF", "WEBP") and getattr(img, "n_frames", 1) > 1:
         frames, durations = [], []
-        for frame in ImageSequence.Iterator(img):
-            rgba = frame.convert("RGBA")
-            draw_label(rgba, text, style, second)
-            frames.append(rgba)
-            durations.append(frame.info.get("duration", info.get("duration", 100)))
+        try:  # frame by frame: each one within the budget checked above
+            for frame in ImageSequence.Iterator(img):
+                rgba = frame.convert("RGBA")
+                draw_label(rgba, text, style, second)
+                frames.append(rgba)
+                durations.append(frame.info.get("duration", info.get("duration", 100)))
+        except Image.DecompressionBombError as exc:
+            raise _bomb(exc) from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
+            raise MalformedFileError(f"cannot decode frame {len(frames)}: {exc}") from None
         params: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": durations}
         if "loop" in info:  # absent means "play once"; loop=0 would mean "forever"
             params["loop"] = info["loop"]
