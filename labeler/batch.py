@@ -15,6 +15,7 @@ Safety rules, in order of importance:
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import stat
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .aigc import Label
 from .errors import LabelerError
@@ -39,6 +40,9 @@ from .text import (
     markdown_record,
     read_text_mark,
 )
+
+if TYPE_CHECKING:
+    from .content_credentials import C2paConfig
 
 __all__ = [
     "NotRegularFileError",
@@ -301,6 +305,16 @@ def _existing_output(target: Path) -> bytes | None:
     return read_regular(target)[0]
 
 
+@functools.cache
+def _c2pa_config(cert: str | None, key: str | None) -> C2paConfig | None:
+    """The C2PA signer, read once per process (not once per file)."""
+    if not (cert and key):
+        return None
+    from .content_credentials import C2paConfig
+
+    return C2paConfig.from_files(cert, key)
+
+
 def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
     """Label one file. Never raises for a bad file (whatever a parser raised): the outcome says
     what happened, in one line."""
@@ -317,11 +331,7 @@ def label_one(task: Task, policy: LabelPolicy, options: Options) -> Outcome:
         if not options.relabel and _already_labeled(data, kind):
             return Outcome(task, "skipped", "already labeled")
         if kind == "media":
-            c2pa = None
-            if options.c2pa_cert and options.c2pa_key:
-                from .content_credentials import C2paConfig
-
-                c2pa = C2paConfig.from_files(options.c2pa_cert, options.c2pa_key)
+            c2pa = _c2pa_config(options.c2pa_cert, options.c2pa_key)
             out = label_content(data, policy, visible=options.visible, on_existing="replace", c2pa=c2pa)
         else:
             text = data.decode("utf-8")
