@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from . import __version__
 from .aigc import AigcRecord, Label, new_produce_id
 from .errors import AlreadyLabeledError, UnsupportedFormatError, typed_errors
-from .formats import detect, find_label
+from .formats import Found, find_label
 from .policy import LabelPolicy
 from .provenance import sign_for, utc_now
 from .xmp import XmpLabel, write_label
@@ -45,10 +45,21 @@ def label_bytes(
     relabels (e.g. your own earlier label). Pixels and all other bytes are kept as they are.
     """
     found = find_label(data)
-    if _already_labeled(found.labelled, on_existing):
+    if _keep(found, on_existing):
         return data
+    return _write_implicit(data, found, policy, Label(label), produce_id, created)
+
+
+def _write_implicit(
+    data: bytes,
+    found: Found,
+    policy: LabelPolicy,
+    label: Label,
+    produce_id: str | None,
+    created: _dt.datetime | None,
+) -> bytes:
+    """stage -> digest -> sign -> write the record (and our XMP) into the slot ``found`` names."""
     fmt, existing = found.format, found.packet
-    label = Label(label)
     produce_id = produce_id or new_produce_id()
     staged = fmt.stage(data)  # from here on, adding the slot changes nothing that is digested
     when = utc_now(created)
@@ -85,15 +96,16 @@ def has_label(data: bytes) -> bool:
     return find_label(data).labelled
 
 
-def _already_labeled(labelled: bool, on_existing: OnExisting) -> bool:
-    """True if labelled content should be kept as is; raises for ``"error"``."""
-    if not labelled:
+def _keep(found: Found, on_existing: OnExisting) -> bool:
+    """Decided once, where the caller came in: True if labelled content is kept as it is;
+    raises for ``"error"``."""
+    if not found.labelled or on_existing == "replace":
         return False
     if on_existing == "error":
         raise AlreadyLabeledError(
             "content already carries an AIGC label; pass on_existing='keep' or 'replace'"
         )
-    return on_existing == "keep"
+    return True
 
 
 @typed_errors
@@ -111,15 +123,28 @@ def label_image(
     """The full label of a picture: the visible label drawn per ``policy.visible`` (GB 45438
     geometry), then the implicit label and signature written on the final bytes, then (given
     ``c2pa``) a C2PA manifest, last, so that it binds all of the above."""
-    if _already_labeled(has_label(data), on_existing):
+    found = find_label(data)
+    if _keep(found, on_existing):
         return data
+    return _label_image(data, found, policy, visible, Label(label), produce_id, created, c2pa)
+
+
+def _label_image(
+    data: bytes,
+    found: Found,
+    policy: LabelPolicy,
+    visible: bool,
+    label: Label,
+    produce_id: str | None,
+    created: _dt.datetime | None,
+    c2pa: C2paConfig | None,
+) -> bytes:
     if visible:
         from .visible import render_visible_label  # Pillow is only needed here
 
         data = render_visible_label(data, policy.label_text, policy.visible, policy.filing_line)
-    out = label_bytes(
-        data, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
-    )
+        found = find_label(data)  # the re-encoded picture: same packet, new offsets
+    out = _write_implicit(data, found, policy, label, produce_id, created)
     if c2pa is not None:
         from .content_credentials import add_content_credentials
 
@@ -151,14 +176,13 @@ def label_content(
 
     ``visible=False`` writes the implicit label only, without re-encoding anything.
     """
-    fmt = detect(data)
-    if fmt.kind == "image":
-        return label_image(
-            data, policy, visible=visible, label=label, produce_id=produce_id, created=created,
-            on_existing=on_existing, c2pa=c2pa,
-        )  # fmt: skip
-    if _already_labeled(has_label(data), on_existing):
+    found = find_label(data)
+    if _keep(found, on_existing):
         return data
+    fmt, label = found.format, Label(label)
+    if fmt.kind == "image":
+        return _label_image(data, found, policy, visible, label, produce_id, created, c2pa)
+    original = data
     if visible and fmt.kind == "audio":
         from .audio import add_rhythm_label_to
 
@@ -177,6 +201,6 @@ def label_content(
         from .documents import add_pdf_label
 
         data = add_pdf_label(data, policy.label_text, policy.visible, policy.filing_line)
-    return label_bytes(
-        data, policy, label=label, produce_id=produce_id, created=created, on_existing="replace"
-    )
+    if data is not original:  # the explicit label changed the bytes: find the slot again
+        found = find_label(data)
+    return _write_implicit(data, found, policy, label, produce_id, created)
