@@ -55,6 +55,14 @@ def client_limits(concurrency: int, server_keep_alive: float = SERVER_KEEP_ALIVE
     )
 
 
+def describe(exc: BaseException) -> str:
+    """The exception and the OS error under it: httpx's ``ReadError`` alone has an empty message."""
+    chain = [exc]
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 5:
+        chain.append(inner)
+    return " <- ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in chain)
+
+
 async def one(client: httpx.AsyncClient, kind: str, i: int) -> None:
     messages = [{"role": "user", "content": f"question {i}: 你好" if i % 2 else f"question {i}"}]
     if kind == "chat-json":
@@ -115,7 +123,7 @@ async def drive(base: str, requests: int, concurrency: int) -> dict[str, object]
                 try:
                     await one(client, MIX[i % len(MIX)], i)
                 except Exception as exc:  # every failure is reported
-                    errors.append(f"{MIX[i % len(MIX)]} #{i}: {type(exc).__name__}: {exc}"[:200])
+                    errors.append(f"{MIX[i % len(MIX)]} #{i}: {describe(exc)}"[:300])
                 done += 1
                 if done % max(1, requests // 10) == 0:
                     samples.append(await debug())
