@@ -7,6 +7,10 @@ keeps ``--concurrency`` requests in flight: streamed chat (SSE), JSON chat, stre
 image generations, and clients that hang up mid-stream. Every answer is checked (status 200,
 the label present exactly once, ``[DONE]`` last). At the end the server must be back to its
 idle number of asyncio tasks, and its resident memory flat after warm-up. Exit 1 otherwise.
+
+The client lets a pooled connection go after 1 s idle, well before uvicorn closes it (5 s, its
+default). With both at 5 s (httpx's and uvicorn's defaults) a request now and then went out on a
+connection the server was closing that moment, and failed with ``ReadError`` (issue 13).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 LABEL = "【AI生成】"
+#: uvicorn's keep-alive timeout (its default, as ``labeler serve`` runs): idle connections close after it.
+SERVER_KEEP_ALIVE = 5
 MIX = ["chat-stream"] * 10 + ["chat-json"] * 5 + ["responses-stream"] * 3 + ["image"] + ["hang-up"]
 
 
@@ -31,6 +37,30 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def client_limits(concurrency: int, server_keep_alive: float = SERVER_KEEP_ALIVE) -> httpx.Limits:
+    """The client's pool: it must give up an idle connection *before* the server closes it.
+
+    The server starts its idle clock when it has written a response, the client when it has
+    read it and taken the connection out of the pool again; a starved client lags by hundreds of
+    milliseconds. Equal timeouts leave a connection that looks alive to the client for that lag
+    after the server closed it; a request written into it dies (reset: ``ReadError``). An expiry
+    of a fifth of the server's timeout leaves the rest (4 s of 5) for that lag.
+    """
+    return httpx.Limits(
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        keepalive_expiry=server_keep_alive / 5,
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """The exception and the OS error under it: httpx's ``ReadError`` alone has an empty message."""
+    chain = [exc]
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 5:
+        chain.append(inner)
+    return " <- ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in chain)
 
 
 async def one(client: httpx.AsyncClient, kind: str, i: int) -> None:
@@ -70,7 +100,7 @@ async def one(client: httpx.AsyncClient, kind: str, i: int) -> None:
 
 
 async def drive(base: str, requests: int, concurrency: int) -> dict[str, object]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = client_limits(concurrency)
     errors: list[str] = []
     done = 0
     samples: list[dict[str, int]] = []
@@ -93,7 +123,7 @@ async def drive(base: str, requests: int, concurrency: int) -> dict[str, object]
                 try:
                     await one(client, MIX[i % len(MIX)], i)
                 except Exception as exc:  # every failure is reported
-                    errors.append(f"{MIX[i % len(MIX)]} #{i}: {type(exc).__name__}: {exc}"[:200])
+                    errors.append(f"{MIX[i % len(MIX)]} #{i}: {describe(exc)}"[:300])
                 done += 1
                 if done % max(1, requests // 10) == 0:
                     samples.append(await debug())
@@ -116,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "_apps:load_target", "--factory", "--port", str(port),
-         "--log-level", "error", "--no-access-log"],
+         "--timeout-keep-alive", str(SERVER_KEEP_ALIVE), "--log-level", "error", "--no-access-log"],
         cwd=HERE,
     )  # fmt: skip
     try:
