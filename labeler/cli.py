@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # imported where used: `labeler --help` must start in well un
     from .signing import TrustStore
     from .verification import Verdict
 
+#: How long `labeler demo` / `labeler proxy` keep an idle client connection open.
+KEEP_ALIVE_SECONDS = 65
+
 #: Status values for --require, from best to worst (tests/test_cli.py checks them against Status)
 STATUSES = (
     "verified", "untrusted", "altered", "label-mismatch", "bad-signature", "unsigned",
@@ -302,8 +305,17 @@ def _serve(app: object, host: str, port: int, banner: str) -> int:
     except ImportError:
         raise LabelerError("serving needs uvicorn: pip install 'aigc-labeler[server]'") from None
     print(banner, flush=True)
-    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback clients
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)  # type: ignore[arg-type]
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback clients.
+    # timeout_keep_alive above our clients' pools (the openai SDK's httpx keeps idle connections
+    # 5 s, uvicorn's default closes them at 5 s too): equal timeouts race, a reused connection dies.
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     return 0
 
 

@@ -144,6 +144,13 @@ def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
     return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
+#: The pool towards the upstream lets an idle connection go after 1 s. Servers close idle
+#: keep-alive connections after a few seconds (uvicorn, so vLLM: 5 s); a pooled connection kept
+#: as long as that is reused just as the server closes it, and the request dies with a reset: a
+#: false 502. Clocks on both sides start at different moments, so our expiry must be well below.
+UPSTREAM_POOL = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=1.0)
+
+
 class ProxyApp:
     def __init__(
         self,
@@ -162,7 +169,10 @@ class ProxyApp:
         self.trust_forwarded = trust_forwarded
         self.max_chunked_body = max_chunked_body
         self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout), follow_redirects=False, trust_env=False
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=UPSTREAM_POOL,
+            follow_redirects=False,
+            trust_env=False,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

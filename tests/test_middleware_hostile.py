@@ -4,21 +4,18 @@ that leave, and a bounded load (benchmarks/load_middleware.py; CI runs it at 10,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpcore
 import httpx
 import pytest
-import uvicorn
 from conftest import SAMPLES
 from servers import serve
 from starlette.applications import Starlette
@@ -169,27 +166,6 @@ def test_bounded_load_holds(tmp_path: Path) -> None:
     assert "errors: 0" in run.stdout and "(leaked 0)" in run.stdout
 
 
-@contextlib.contextmanager
-def _uvicorn(app: Any, keep_alive: int) -> Iterator[str]:
-    """Like servers.serve, with uvicorn's keep-alive timeout set."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, timeout_keep_alive=keep_alive, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started:
-            break
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 class _LateStream(httpcore.NetworkStream):
     """A connection whose client writes the next request 0.3 s after taking it from the pool,
     as a client starved of CPU does (the load gate's, next to a busy core)."""
@@ -232,7 +208,7 @@ def test_load_client_lets_idle_connections_go_before_the_server_closes_them() ->
         await send({"type": "http.response.body", "body": b"ok"})
 
     with (
-        _uvicorn(app, keep_alive=1) as base,
+        serve(app, timeout_keep_alive=1) as base,
         httpx.Client(base_url=base, limits=client_limits(4, server_keep_alive=1)) as client,
     ):
         client._transport._pool._network_backend = _LateBackend()  # type: ignore[attr-defined]
@@ -250,7 +226,6 @@ def test_verdict_on_what_the_middleware_sent_back(policy: LabelPolicy, trust: Tr
 async def test_a_burst_of_media_is_labelled_by_a_bounded_number_of_threads(
     policy: LabelPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
     import time
 
     import labeler.labeling

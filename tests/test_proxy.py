@@ -519,3 +519,58 @@ def test_the_cli_proxy_sets_x_forwarded_for_itself(trust: bool) -> None:
     assert status == 200 and status_escape == 400 and len(recorder.seen) == 1
     assert recorder.header("x-forwarded-for") == (["6.6.6.6, 127.0.0.1"] if trust else ["127.0.0.1"])
     assert recorder.header("x-forwarded-proto") == (["https"] if trust else ["http"])
+
+
+class _LateStream:
+    """An upstream connection whose next write is 0.3 s late (a proxy short of CPU) once armed."""
+
+    late = False
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def write(self, *args: Any, **kwargs: Any) -> None:
+        if _LateStream.late:
+            _LateStream.late = False
+            await asyncio.sleep(0.3)
+        await self._stream.write(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@pytest.mark.slow
+def test_the_pool_lets_idle_upstream_connections_go_before_the_upstream_closes_them() -> None:
+    """An upstream (uvicorn, so vLLM) closes idle keep-alive connections after a few seconds; a
+    pooled connection reused just then dies with a reset, and the proxy answered a false 502.
+    Forced: upstream keep-alive 2 s, the next request 1.8 s later and written 0.3 s late. Our pool
+    drops connections idle for 1 s, so it opens a new one."""
+    import httpcore
+
+    class LateBackend(httpcore.AsyncNetworkBackend):
+        def __init__(self) -> None:
+            self._backend = httpcore.AnyIOBackend()
+
+        async def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+            return _LateStream(await self._backend.connect_tcp(*args, **kwargs))
+
+        async def sleep(self, seconds: float) -> None:
+            await self._backend.sleep(seconds)
+
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def go(base: str) -> list[int]:
+        proxy = ProxyApp(base)
+        proxy.client._transport._pool._network_backend = LateBackend()  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://p") as c:
+            first = await c.post("/v1/x", content=b"1")
+            await asyncio.sleep(1.8)  # idle 1.8 s of the upstream's 2 s
+            _LateStream.late = True  # ... and the request written 0.3 s late: past the 2 s
+            second = await c.post("/v1/x", content=b"2")
+        return [first.status_code, second.status_code]
+
+    with serve(upstream, timeout_keep_alive=2) as base:
+        assert asyncio.run(go(base)) == [200, 200]
