@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from media import ffmpeg, make_docx, make_pdf, sine_wav
 
 from labeler import LabelPolicy, SigningKey, label_bytes
-from labeler.audio import add_rhythm_label
-from labeler.video import add_video_label
+from labeler.explicit.audio import add_rhythm_label
+from labeler.explicit.video import add_video_label
 
 RECORD = '{"Label":"1","ContentProducer":"001191440300708461136T1XGW3","ProduceID":"x"}'
 

@@ -93,7 +93,7 @@ def _text(data: bytes) -> None:
 
 
 def _rhythm(data: bytes) -> None:
-    from labeler.audio import add_rhythm_label, find_rhythm_label
+    from labeler.explicit.audio import add_rhythm_label, find_rhythm_label
 
     try:
         find_rhythm_label(data)
@@ -138,8 +138,8 @@ def _batch_token_seeds() -> list[bytes]:
 
 def _document(data: bytes) -> None:
     """The document explicit labels: found again once added, never added twice."""
-    from labeler.documents import add_docx_label, add_pdf_label, find_docx_label, find_pdf_label
-    from labeler.visible import VisibleStyle
+    from labeler.explicit.documents import add_docx_label, add_pdf_label, find_docx_label, find_pdf_label
+    from labeler.explicit.image import VisibleStyle
 
     def add(document: bytes) -> bytes:
         if pdf:

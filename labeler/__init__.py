@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names for type checkers; at run time each is imported on first use
     from .aigc import AigcRecord, Label
-    from .audio import RhythmStyle
     from .errors import (
         AlreadyLabeledError,
         ConfigError,
@@ -25,13 +24,13 @@ if TYPE_CHECKING:  # the names for type checkers; at run time each is imported o
         UnexpectedParserError,
         UnsupportedFormatError,
     )
+    from .explicit.styles import Placement, RhythmStyle, VisibleStyle
     from .labeling import has_label, label_bytes, label_content, label_image
     from .policy import LabelPolicy
     from .propagation import NoLabelError, propagate_bytes
     from .signing import PublicKey, SigningKey, TrustStore
     from .text import add_text_label, label_markdown, mark_text, verify_text
     from .verification import Status, Verdict, verify
-    from .visible import Placement, VisibleStyle
 
 #: public name -> the module that defines it. ``import labeler`` stays cheap (no Pillow, no
 #: cryptography): a metadata-only user or ``labeler --help`` pays only for what it touches.
@@ -54,10 +53,10 @@ _LAZY = {
     "MalformedFileError": "errors",
     "mark_text": "text",
     "NoLabelError": "propagation",
-    "Placement": "visible",
+    "Placement": "explicit.styles",
     "propagate_bytes": "propagation",
     "PublicKey": "signing",
-    "RhythmStyle": "audio",
+    "RhythmStyle": "explicit.styles",
     "SigningKey": "signing",
     "SigningKeyError": "errors",
     "Status": "verification",
@@ -68,7 +67,7 @@ _LAZY = {
     "Verdict": "verification",
     "verify": "verification",
     "verify_text": "text",
-    "VisibleStyle": "visible",
+    "VisibleStyle": "explicit.styles",
 }
 
 

@@ -6,13 +6,13 @@ sign -> write the GB record + IPTC + provenance into the slot. Pure: bytes in, b
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 from typing import TYPE_CHECKING, Literal
 
 from . import __version__
 from .aigc import AigcRecord, Label, new_produce_id
-from .errors import AlreadyLabeledError, UnsupportedFormatError, typed_errors
+from .errors import AlreadyLabeledError, typed_errors
+from .explicit import explicit_label
 from .formats import Found, find_label
 from .policy import LabelPolicy
 from .provenance import sign_for, utc_now
@@ -139,10 +139,9 @@ def _label_image(
     created: _dt.datetime | None,
     c2pa: C2paConfig | None,
 ) -> bytes:
-    if visible:
-        from .visible import render_visible_label  # Pillow is only needed here
-
-        data = render_visible_label(data, policy.label_text, policy.visible, policy.filing_line)
+    explicit = explicit_label(found.format.name) if visible else None
+    if explicit is not None:
+        data = explicit.add(data, policy)  # Pillow is only imported here
         found = find_label(data)  # the re-encoded picture: same packet, new offsets
     out = _write_implicit(data, found, policy, label, produce_id, created)
     if c2pa is not None:
@@ -171,7 +170,7 @@ def label_content(
       MP3/FLAC/Ogg re-encoded with ffmpeg), then the record in the format's own tag;
     * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
     * documents: DOCX gets the label as its first paragraph, PDF the picture label stamped on
-      page 1 (:mod:`labeler.documents`); XLSX and PPTX the record only (show the label where they
+      page 1 (:mod:`labeler.explicit.documents`); XLSX and PPTX the record only (show the label where they
       are offered); the record goes into the document properties.
 
     ``visible=False`` writes the implicit label only, without re-encoding anything.
@@ -183,24 +182,9 @@ def label_content(
     if fmt.kind == "image":
         return _label_image(data, found, policy, visible, label, produce_id, created, c2pa)
     original = data
-    if visible and fmt.kind == "audio":
-        from .audio import add_rhythm_label_to
-
-        data = add_rhythm_label_to(data, fmt.name, policy.audio)
-    elif visible and fmt.kind == "video":
-        from .video import add_video_label
-
-        data = add_video_label(data, policy.label_text, policy.visible, policy.filing_line)
-    elif visible and fmt.name == "docx":
-        from .documents import add_docx_label
-        from .text import label_marker
-
-        with contextlib.suppress(UnsupportedFormatError):  # XLSX/PPTX: the implicit label only
-            data = add_docx_label(data, label_marker(policy))
-    elif visible and fmt.name == "pdf":
-        from .documents import add_pdf_label
-
-        data = add_pdf_label(data, policy.label_text, policy.visible, policy.filing_line)
+    explicit = explicit_label(fmt.name) if visible else None
+    if explicit is not None:
+        data = explicit.add(data, policy)
     if data is not original:  # the explicit label changed the bytes: find the slot again
         found = find_label(data)
     return _write_implicit(data, found, policy, label, produce_id, created)

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .aigc import check_charset
-from .audio import RhythmStyle
 from .errors import ConfigError, InvalidRecordError
+from .explicit.styles import RhythmStyle, VisibleStyle
 from .identifiers import ProviderCode, validate_filing_number, validate_provider_code
 from .signing import SigningKey
-from .visible import VisibleStyle
 
 __all__ = ["LabelPolicy", "check_label_text"]
 
@@ -77,9 +76,9 @@ class LabelPolicy:
         object.__setattr__(self, "label_text_zh", check_label_text(self.label_text_zh, "zh"))
         object.__setattr__(self, "label_text_en", check_label_text(self.label_text_en, "en"))
         if not isinstance(self.visible, VisibleStyle):
-            raise ConfigError("visible must be a labeler.visible.VisibleStyle")
+            raise ConfigError("visible must be a labeler.VisibleStyle")
         if not isinstance(self.audio, RhythmStyle):
-            raise ConfigError("audio must be a labeler.audio.RhythmStyle")
+            raise ConfigError("audio must be a labeler.RhythmStyle")
         if self.signing_key is not None and not isinstance(self.signing_key, SigningKey):
             raise ConfigError("signing_key must be a labeler.SigningKey")
         _ = self.producer  # fail now, not at the first label

@@ -19,6 +19,7 @@ from typing import Any
 
 from .aigc import AigcRecord
 from .errors import InvalidRecordError, LabelerError
+from .explicit import explicit_label
 from .formats import ContainerFormat, find_label
 from .provenance import SignedProvenance, parse_token
 from .signing import TrustStore, b64url_encode
@@ -144,25 +145,16 @@ def verify(
 
 
 def _explicit_label(fmt: ContainerFormat, data: bytes, decode_audio: bool = False) -> bool:
-    """A visible/audible label we can recognise in the content itself: the rhythm label (WAV;
-    compressed audio with ``decode_audio``), a Word document's opening label paragraph, our
-    stamp on a PDF's first page."""
+    """A visible/audible label we can recognise in the content itself (the format's entry in
+    :mod:`labeler.explicit`): the rhythm label (WAV; compressed audio with ``decode_audio``), a
+    Word document's opening label paragraph, our stamp on a PDF's first page."""
+    explicit = explicit_label(fmt.name)
+    if explicit is None or explicit.find is None or (explicit.find_needs_ffmpeg and not decode_audio):
+        return False
     try:
-        if fmt.name == "wav" or (decode_audio and fmt.kind == "audio"):
-            from .audio import find_rhythm_label_in
-
-            return find_rhythm_label_in(data, fmt.name) is not None
-        if fmt.name == "docx":
-            from .documents import find_docx_label
-
-            return find_docx_label(data)
-        if fmt.name == "pdf":
-            from .documents import find_pdf_label
-
-            return find_pdf_label(data)
+        return explicit.find(data)
     except LabelerError:
         return False  # not a Word document (XLSX, PPTX), no ffmpeg, or content we can't read
-    return False
 
 
 def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False) -> Verdict:

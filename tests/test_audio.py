@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from media import FFMPEG, needs_ffmpeg, sine_wav, wav_samples
 
 from labeler import LabelPolicy, Status, TrustStore, verify
-from labeler.audio import (
+from labeler.errors import LabelerError, UnsupportedFormatError
+from labeler.explicit.audio import (
     PATTERN,
     RhythmStyle,
     add_rhythm_label,
@@ -22,7 +23,6 @@ from labeler.audio import (
     find_rhythm_label,
     rhythm_segments,
 )
-from labeler.errors import LabelerError, UnsupportedFormatError
 from labeler.labeling import label_content
 
 

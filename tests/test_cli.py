@@ -272,7 +272,7 @@ def test_apply_and_verify_audio_video_documents(tmp_path: Path, media: dict[str,
     assert wav["label_source"] == "riff:AIGC" and wav["notice"] == "confirmed"
     letter = next(r for r in report if r["path"].endswith(".docx"))
     assert letter["explicit_label"]  # the label paragraph opens the document
-    from labeler.audio import RhythmStyle, find_rhythm_label
+    from labeler.explicit.audio import RhythmStyle, find_rhythm_label
 
     assert find_rhythm_label((tmp_path / "in/speech.wav").read_bytes(), RhythmStyle(frequency=1200)) == "both"
     again = run("apply", "in", "--in-place", cwd=tmp_path, env=env)
@@ -287,7 +287,7 @@ def test_apply_and_verify_audio_video_documents(tmp_path: Path, media: dict[str,
 def test_verify_decode_audio_hears_the_rhythm(tmp_path: Path, media: dict[str, bytes]) -> None:
     if "mp3" not in media:
         pytest.skip("needs ffmpeg to make the sample")
-    from labeler.audio import add_rhythm_label_to
+    from labeler.explicit.audio import add_rhythm_label_to
 
     (tmp_path / "voice.mp3").write_bytes(add_rhythm_label_to(media["mp3"], "mp3"))  # no record
     plain = json.loads(run("verify", "--json", "voice.mp3", cwd=tmp_path).stdout)[0]

@@ -36,9 +36,9 @@ from starlette.testclient import TestClient
 
 from labeler import LabelPolicy, Status, TrustStore, verify
 from labeler.errors import ConfigError, DecodeBudgetError, LabelerError
+from labeler.explicit.image import DEFAULT_MAX_PIXELS, VisibleStyle, render_visible_label
 from labeler.labeling import label_image
 from labeler.middleware import LabelingMiddleware
-from labeler.visible import DEFAULT_MAX_PIXELS, VisibleStyle, render_visible_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_refused_before_decoding_with_a_typed_error_that_says_how_to_raise_it(na
 _CHILD = r"""
 import json, resource, sys
 from pathlib import Path
-from labeler.visible import VisibleStyle, render_visible_label
+from labeler.explicit.image import VisibleStyle, render_visible_label
 
 render_visible_label(Path(sys.argv[1]).read_bytes(), "AI生成", VisibleStyle())  # warm up: fonts, plugins
 cases = json.loads(Path(sys.argv[2]).read_text())
@@ -238,7 +238,7 @@ _PIECES = st.one_of(
 @given(pieces=st.lists(_PIECES, max_size=24))
 def test_gif_walk_never_sees_less_than_pillow(pieces: list[bytes]) -> None:
     """Differential: whatever the walk lets through, Pillow decodes within the same limits."""
-    from labeler.visible import _gif_cost
+    from labeler.explicit.image import _gif_cost
 
     data = b"GIF89a" + struct.pack("<HH", 50, 40) + b"\x00\x00\x00" + b"".join(pieces)
     style = VisibleStyle(max_pixels=40_000, max_frame_pixels=20_000, max_frames=6)

@@ -17,10 +17,10 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import RectangleObject
 
 from labeler import LabelPolicy, Status, TrustStore, label_content, verify
-from labeler.documents import add_docx_label, add_pdf_label, find_docx_label, find_pdf_label
 from labeler.errors import MalformedFileError, UnsupportedFormatError
+from labeler.explicit.documents import add_docx_label, add_pdf_label, find_docx_label, find_pdf_label
+from labeler.explicit.image import VisibleStyle
 from labeler.text import label_marker
-from labeler.visible import VisibleStyle
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 

@@ -135,7 +135,7 @@ async def test_audio_speech_through_the_sdk_is_labeled(
     assert verdict.media_format == response_format and reply.headers["ai-generated"] == "true"
     assert reply.headers["content-type"] == ("audio/wav" if response_format == "wav" else "audio/mpeg")
     if response_format == "wav":
-        from labeler.audio import find_rhythm_label
+        from labeler.explicit.audio import find_rhythm_label
 
         assert find_rhythm_label(audio) == "start"
 
@@ -307,7 +307,7 @@ def test_audio_video_and_document_responses_are_labeled(
     assert response.headers["ai-generated"] == "true"
     assert json.loads(response.headers["aigc"]) == json.loads(verdict.record.to_json())  # type: ignore[union-attr]
     if sample == "wav":
-        from labeler.audio import find_rhythm_label
+        from labeler.explicit.audio import find_rhythm_label
 
         assert verdict.explicit_label and find_rhythm_label(response.content) == "start"
     if sample in ("docx", "pdf"):  # the label paragraph / the page-1 stamp

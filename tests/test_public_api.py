@@ -23,7 +23,7 @@ def test_import_labeler_and_the_cli_stay_cheap() -> None:
 
     code = (
         "import sys, labeler, labeler.cli; labeler.cli.build_parser();"
-        "print(sorted(m for m in ('PIL', 'cryptography', 'labeler.visible', 'labeler.verification')"
+        "print(sorted(m for m in ('PIL', 'cryptography', 'labeler.explicit.image', 'labeler.verification')"
         " if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

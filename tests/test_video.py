@@ -12,9 +12,10 @@ from PIL import Image
 
 from labeler import LabelPolicy, Status, TrustStore, verify
 from labeler.errors import ToolNotFoundError
+from labeler.explicit.image import label_geometry
+from labeler.explicit.styles import MIN_HEIGHT_RATIO
+from labeler.explicit.video import add_video_label
 from labeler.labeling import label_content
-from labeler.video import add_video_label
-from labeler.visible import MIN_HEIGHT_RATIO, label_geometry
 
 pytestmark = [needs_ffmpeg, pytest.mark.slow]
 

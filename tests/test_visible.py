@@ -13,8 +13,8 @@ from PIL import Image, ImageChops, ImageSequence
 
 from labeler import LabelPolicy, Status, TrustStore, verify
 from labeler.errors import DecodeBudgetError, MalformedFileError
+from labeler.explicit.image import BUNDLED_FONT, Placement, VisibleStyle, draw_label, label_geometry
 from labeler.labeling import label_image
-from labeler.visible import BUNDLED_FONT, Placement, VisibleStyle, draw_label, label_geometry
 
 SIZES = [(1024, 1024), (640, 480), (480, 1600), (3000, 200), (200, 3000), (32, 32), (20000, 15000)]
 
@@ -32,7 +32,7 @@ def test_ink_height_is_at_least_5_percent_of_shortest_side_and_minimal(
     x0, y0, x1, y1 = box.plate
     assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
     if min(size) * 0.05 >= style.min_text_px:  # no legibility floor in play: the size is the smallest
-        from labeler.visible import _ink
+        from labeler.explicit.image import _ink
 
         _, top, _, bottom = _ink(text, None, box.font_size - 1)
         assert bottom - top < required

@@ -11,9 +11,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from . import ffmpeg
-from .errors import MalformedFileError
-from .visible import VisibleStyle
+from .. import ffmpeg
+from ..errors import MalformedFileError
+from .styles import VisibleStyle
 
 __all__ = ["MIN_SECONDS", "add_video_label"]
 
@@ -28,7 +28,7 @@ def add_video_label(
         raise ValueError(f"GB 45438 asks for >= {MIN_SECONDS} s of label, got {seconds}")
     from PIL import Image
 
-    from .visible import check_decode_budget, draw_label
+    from .image import check_decode_budget, draw_label
 
     with tempfile.TemporaryDirectory(prefix="labeler-video-") as tmp:
         work = Path(tmp)

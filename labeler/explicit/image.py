@@ -18,7 +18,6 @@ small file that declares a huge canvas or thousands of frames is refused with
 
 from __future__ import annotations
 
-import enum
 import functools
 import io
 import math
@@ -41,7 +40,8 @@ from PIL import (
     WebPImagePlugin,
 )
 
-from .errors import DecodeBudgetError, LabelTooLargeError, MalformedFileError, UnsupportedFormatError
+from ..errors import DecodeBudgetError, LabelTooLargeError, MalformedFileError, UnsupportedFormatError
+from .styles import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, Placement, VisibleStyle
 
 __all__ = [
     "DEFAULT_MAX_FRAMES",
@@ -55,61 +55,7 @@ __all__ = [
     "render_visible_label",
 ]
 
-#: GB 45438: text height at least 5% of the shortest side. A style may ask for more, never less.
-MIN_HEIGHT_RATIO = 0.05
 BUNDLED_FONT = "NotoSansCJKsc-Bold-labeler-subset.otf"
-#: Decoded pixels one picture may cost, all frames together (about 4 bytes each as RGBA).
-DEFAULT_MAX_PIXELS = 100_000_000
-#: Frames of one animation; also bounds how far a GIF's blocks are walked to count them.
-DEFAULT_MAX_FRAMES = 10_000
-
-
-class Placement(enum.StrEnum):
-    TOP_LEFT = "top-left"
-    TOP = "top"
-    TOP_RIGHT = "top-right"
-    LEFT = "left"
-    RIGHT = "right"
-    BOTTOM_LEFT = "bottom-left"
-    BOTTOM = "bottom"
-    BOTTOM_RIGHT = "bottom-right"
-
-
-@dataclass(frozen=True)
-class VisibleStyle:
-    """How the visible label looks. Defaults satisfy GB 45438 on any picture."""
-
-    placement: Placement = Placement.BOTTOM_RIGHT
-    height_ratio: float = MIN_HEIGHT_RATIO  #: ink height / shortest side; >= 0.05
-    min_text_px: int = 10  #: legibility floor on small pictures, when it fits
-    margin_ratio: float = 0.02  #: gap to the picture's edges, of the shortest side
-    plate_opacity: float = 0.62
-    font_path: str | None = None  #: None: the bundled Noto Sans CJK SC subset
-    show_filing_number: bool = False
-    jpeg_quality: int | str = "keep"  #: "keep" reuses the source's quantisation tables
-    webp_quality: int = 90
-    max_pixels: int = DEFAULT_MAX_PIXELS  #: decode budget: frames x width x height, summed
-    max_frame_pixels: int | None = None  #: one frame; None: Pillow's ``Image.MAX_IMAGE_PIXELS``
-    max_frames: int = DEFAULT_MAX_FRAMES
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "placement", Placement(self.placement))
-        if not MIN_HEIGHT_RATIO <= self.height_ratio <= 0.5:
-            raise ValueError(f"height_ratio must be between 0.05 (GB 45438) and 0.5, got {self.height_ratio}")
-        if not 0.3 <= self.plate_opacity <= 1:
-            raise ValueError("plate_opacity must be between 0.3 and 1 to stay legible")
-        for name in ("max_pixels", "max_frame_pixels", "max_frames"):
-            value = getattr(self, name)
-            if value is None and name == "max_frame_pixels":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-
-    @property
-    def frame_pixel_limit(self) -> int | None:
-        """Pixels one frame may have: ``max_frame_pixels``, else Pillow's threshold of the
-        moment, the point where Pillow itself starts warning of a decompression bomb."""
-        return self.max_frame_pixels if self.max_frame_pixels is not None else Image.MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -357,7 +303,7 @@ def _gif_cost(data: bytes, style: VisibleStyle) -> None:
 def _webp_cost(data: bytes, style: VisibleStyle) -> None:
     """Check a WebP's canvas and frames from its RIFF chunks: Pillow's WebP decoder allocates the
     canvas (twice) as soon as the file is opened, so this runs before Pillow sees the file."""
-    from .formats import webp
+    from ..formats import webp
 
     chunks, _ = webp.walk(data)
     if not chunks:

@@ -16,46 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import MalformedFileError, UnsupportedFormatError
-from .formats import riff
+from ..errors import MalformedFileError, UnsupportedFormatError
+from ..formats import riff
+from .styles import PATTERN, RhythmStyle
 
 __all__ = ["PATTERN", "RhythmStyle", "add_rhythm_label", "find_rhythm_label", "rhythm_segments"]
 
-#: (tone units, silence units after it): A = short long, letter gap, I = short short
-PATTERN: tuple[tuple[int, int], ...] = ((1, 1), (3, 3), (1, 1), (1, 0))
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 RAMP_SECONDS = 0.005
 #: Bounds on what an untrusted fmt chunk may declare: the label's size is derived from them.
 MAX_RATE = 768_000
 MAX_CHANNELS = 32
-
-
-@dataclass(frozen=True)
-class RhythmStyle:
-    """How the rhythm label sounds. Defaults: a 1 kHz tone at -12 dBFS, 100 ms units."""
-
-    frequency: float = 1000.0  #: Hz
-    level_dbfs: float = -12.0  #: peak level of the tones
-    unit_ms: float = 100.0  #: a short tone; a long one is three units
-    position: Literal["start", "end", "both"] = "start"
-    pause_ms: float = 300.0  #: silence between the label and the content
-
-    def __post_init__(self) -> None:
-        if not 100 <= self.frequency <= 8000:
-            raise ValueError(f"frequency must be 100-8000 Hz to be heard, got {self.frequency}")
-        if not -40 <= self.level_dbfs <= 0:
-            raise ValueError(f"level_dbfs must be between -40 and 0, got {self.level_dbfs}")
-        if not 40 <= self.unit_ms <= 400:
-            raise ValueError(
-                f"unit_ms must be 40-400 ms for the rhythm to be recognisable, got {self.unit_ms}"
-            )
-        if self.position not in ("start", "end", "both"):
-            raise ValueError("position must be start, end or both")
-
-    @property
-    def seconds(self) -> float:
-        """Length of the label alone, without the pause."""
-        return sum(on + off for on, off in PATTERN) * self.unit_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -236,7 +207,7 @@ def _decode_to_wav(work: Path, name: str, media_format: str, *limits: str) -> by
 
     The demuxer is forced, never guessed: verify reads untrusted uploads, and a guessed playlist
     or concat demuxer would make ffmpeg open other files or URLs."""
-    from . import ffmpeg
+    from .. import ffmpeg
 
     ffmpeg.run(
         "-f", media_format, "-i", name, "-map", "0:a:0", *limits, "-c:a", "pcm_s16le", "-f", "wav",
@@ -267,7 +238,7 @@ def add_rhythm_label_to(data: bytes, media_format: str, style: RhythmStyle = Rhy
         raise UnsupportedFormatError(f"no rhythm label for {media_format} audio")
     import tempfile
 
-    from . import ffmpeg
+    from .. import ffmpeg
 
     suffix = {"mp3": ".mp3", "flac": ".flac"}.get(codec, ".ogg")
     with tempfile.TemporaryDirectory(prefix="labeler-audio-") as tmp:

@@ -22,10 +22,11 @@ import re
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .errors import LabelerError, MalformedFileError, UnsupportedFormatError
-from .formats import docx, pdf
-from .text import find_text_labels
-from .visible import VisibleStyle, draw_label
+from ..errors import LabelerError, MalformedFileError, UnsupportedFormatError
+from ..formats import docx, pdf
+from ..text import find_text_labels
+from .image import draw_label
+from .styles import VisibleStyle
 
 __all__ = ["WORD_MAIN_TYPES", "add_docx_label", "add_pdf_label", "find_docx_label", "find_pdf_label"]
 
