@@ -81,7 +81,8 @@ def _sse(data: bytes) -> None:
 
 
 def _text(data: bytes) -> None:
-    from labeler.text import find_text_labels, markdown_record, read_text_mark, strip_text_mark, verify_text
+    from labeler.text import find_text_labels, markdown_record, read_text_mark, strip_text_mark
+    from labeler.verification import verify_text
 
     text = data.decode("utf-8", "replace")
     find_text_labels(text)

@@ -29,8 +29,8 @@ if TYPE_CHECKING:  # the names for type checkers; at run time each is imported o
     from .policy import LabelPolicy
     from .propagation import NoLabelError, propagate_bytes
     from .signing import PublicKey, SigningKey, TrustStore
-    from .text import add_text_label, label_markdown, mark_text, verify_text
-    from .verification import Status, Verdict, verify
+    from .text import add_text_label, label_markdown, mark_text
+    from .verification import Status, Verdict, verify, verify_text
 
 #: public name -> the module that defines it. ``import labeler`` stays cheap (no Pillow, no
 #: cryptography): a metadata-only user or ``labeler --help`` pays only for what it touches.
@@ -66,7 +66,7 @@ _LAZY = {
     "UnsupportedFormatError": "errors",
     "Verdict": "verification",
     "verify": "verification",
-    "verify_text": "text",
+    "verify_text": "verification",
     "VisibleStyle": "explicit.styles",
 }
 

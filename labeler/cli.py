@@ -76,7 +76,7 @@ def _verify_path(
     except OSError as exc:
         raise _Unreadable(f"cannot read: {exc.strerror or exc}") from None
     if path.suffix.lower() in TEXT_SUFFIXES:
-        from .text import verify_text
+        from .verification import verify_text
 
         return verify_text(data.decode("utf-8", "replace"), trust)
     return verify(data, trust, c2pa_anchors=c2pa_anchors, decode_audio=decode_audio)

@@ -24,21 +24,21 @@ from .aigc import AigcRecord, Label, new_produce_id
 from .errors import ConfigError, InvalidRecordError
 from .policy import LabelPolicy, check_label_text
 from .provenance import sign_for
-from .signing import ALGORITHMS, TrustStore, b64url_decode, b64url_encode
-from .verification import Status, Verdict, judge_record
+from .signing import b64url_decode, b64url_encode
 
 __all__ = [
     "add_text_label",
     "end_fragment",
     "find_text_labels",
+    "front_matter_label",
     "label_markdown",
     "label_marker",
+    "mark_digest",
     "mark_text",
     "markdown_record",
     "read_text_mark",
     "start_fragment",
     "strip_text_mark",
-    "verify_text",
 ]
 
 Position = Literal["start", "end", "both"]
@@ -281,78 +281,13 @@ def read_text_mark(text: str) -> TextMark | None:
     return None
 
 
-# -- verification -------------------------------------------------------------------------------------
+def front_matter_label(doc: str) -> tuple[str, str | None]:
+    """(the document without our ``AIGC:`` front-matter line, that line's record JSON or None):
+    what the front matter's ReservedCode1 signs, and the record to check."""
+    body, raw = _remove_front_matter_label(doc)
+    return body, (None if raw is None else _unquote_yaml(raw))
 
 
-def verify_text(text: str, trust: TrustStore | None = None) -> Verdict:
-    """Verdict for a text or Markdown document: front-matter record, invisible mark, or only a
-    visible label (Measures Art. 6 case 3: ``notice == "suspected"``)."""
-    explicit = any(find_text_labels(text))
-    stripped, raw = _remove_front_matter_label(text)
-    if raw is not None:
-        return _verify_front_matter(stripped, _unquote_yaml(raw), trust, explicit)
-    try:
-        mark = read_text_mark(text)
-    except InvalidRecordError as exc:
-        return Verdict(Status.MALFORMED_LABEL, "text", explicit_label=explicit, problems=(str(exc),))
-    if mark is None:
-        return Verdict(Status.NO_LABEL, "text", explicit_label=explicit)
-    try:
-        record = AigcRecord(mark.label, mark.producer, mark.produce_id)  # type: ignore[arg-type]
-    except InvalidRecordError as exc:
-        return Verdict(Status.MALFORMED_LABEL, "text", explicit_label=explicit, problems=(str(exc),))
-    known = trust.keys.get(mark.key_id) if trust is not None else None
-    if known is None or known.algorithm != mark.algorithm or mark.algorithm not in ALGORITHMS:
-        return Verdict(
-            Status.UNTRUSTED,
-            "text",
-            record,
-            label_source="text-mark",
-            explicit_label=explicit,
-            problems=(f"signing key {mark.key_id} is not in the trust store; mark not checkable",),
-        )
-    message = mark.signed_part + hashlib.sha256(_normalise(text)).digest()
-    if not known.verify(mark.signature, message):
-        return Verdict(
-            Status.ALTERED,
-            "text",
-            record,
-            label_source="text-mark",
-            signature_valid=False,
-            key_trusted=True,
-            content_intact=False,
-            explicit_label=explicit,
-            problems=("text changed since it was marked, or the mark was copied",),
-        )
-    return Verdict(
-        Status.VERIFIED,
-        "text",
-        record,
-        label_source="text-mark",
-        signature_valid=True,
-        key_trusted=True,
-        content_intact=True,
-        explicit_label=explicit,
-    )
-
-
-def _verify_front_matter(body: str, value: str, trust: TrustStore | None, explicit: bool) -> Verdict:
-    try:
-        record = AigcRecord.from_json(value)
-    except InvalidRecordError as exc:
-        return Verdict(
-            Status.MALFORMED_LABEL,
-            "markdown",
-            label_source="front-matter",
-            explicit_label=explicit,
-            problems=(str(exc),),
-        )
-    return judge_record(
-        record,
-        record.ReservedCode1,
-        lambda: hashlib.sha256(body.encode("utf-8")).digest(),
-        trust,
-        media_format="markdown",
-        label_source="front-matter",
-        explicit_label=explicit,
-    )
+def mark_digest(text: str) -> bytes:
+    """SHA-256 of what an invisible mark signs: the normalised text (see :func:`mark_text`)."""
+    return hashlib.sha256(_normalise(text)).digest()

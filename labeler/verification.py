@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +23,11 @@ from .errors import InvalidRecordError, LabelerError
 from .explicit import explicit_label
 from .formats import ContainerFormat, find_label
 from .provenance import SignedProvenance, parse_token
-from .signing import TrustStore, b64url_encode
+from .signing import ALGORITHMS, TrustStore, b64url_encode
+from .text import find_text_labels, front_matter_label, mark_digest, read_text_mark
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel
 
-__all__ = ["Status", "Verdict", "judge_record", "verify"]
+__all__ = ["Status", "Verdict", "judge_record", "verify", "verify_text"]
 
 
 class Status(enum.StrEnum):
@@ -366,3 +368,80 @@ def judge_record(
     else:
         status = Status.VERIFIED
     return verdict(status, signed=signed, signature_valid=True, key_trusted=trusted, content_intact=intact)
+
+
+# -- text and Markdown ------------------------------------------------------------------------------
+
+
+def verify_text(text: str, trust: TrustStore | None = None) -> Verdict:
+    """Verdict for a text or Markdown document: front-matter record, invisible mark, or only a
+    visible label (Measures Art. 6 case 3: ``notice == "suspected"``)."""
+    explicit = any(find_text_labels(text))
+    stripped, raw = front_matter_label(text)
+    if raw is not None:
+        return _verify_front_matter(stripped, raw, trust, explicit)
+    try:
+        mark = read_text_mark(text)
+    except InvalidRecordError as exc:
+        return Verdict(Status.MALFORMED_LABEL, "text", explicit_label=explicit, problems=(str(exc),))
+    if mark is None:
+        return Verdict(Status.NO_LABEL, "text", explicit_label=explicit)
+    try:
+        record = AigcRecord(mark.label, mark.producer, mark.produce_id)  # type: ignore[arg-type]
+    except InvalidRecordError as exc:
+        return Verdict(Status.MALFORMED_LABEL, "text", explicit_label=explicit, problems=(str(exc),))
+    known = trust.keys.get(mark.key_id) if trust is not None else None
+    if known is None or known.algorithm != mark.algorithm or mark.algorithm not in ALGORITHMS:
+        return Verdict(
+            Status.UNTRUSTED,
+            "text",
+            record,
+            label_source="text-mark",
+            explicit_label=explicit,
+            problems=(f"signing key {mark.key_id} is not in the trust store; mark not checkable",),
+        )
+    message = mark.signed_part + mark_digest(text)
+    if not known.verify(mark.signature, message):
+        return Verdict(
+            Status.ALTERED,
+            "text",
+            record,
+            label_source="text-mark",
+            signature_valid=False,
+            key_trusted=True,
+            content_intact=False,
+            explicit_label=explicit,
+            problems=("text changed since it was marked, or the mark was copied",),
+        )
+    return Verdict(
+        Status.VERIFIED,
+        "text",
+        record,
+        label_source="text-mark",
+        signature_valid=True,
+        key_trusted=True,
+        content_intact=True,
+        explicit_label=explicit,
+    )
+
+
+def _verify_front_matter(body: str, value: str, trust: TrustStore | None, explicit: bool) -> Verdict:
+    try:
+        record = AigcRecord.from_json(value)
+    except InvalidRecordError as exc:
+        return Verdict(
+            Status.MALFORMED_LABEL,
+            "markdown",
+            label_source="front-matter",
+            explicit_label=explicit,
+            problems=(str(exc),),
+        )
+    return judge_record(
+        record,
+        record.ReservedCode1,
+        lambda: hashlib.sha256(body.encode("utf-8")).digest(),
+        trust,
+        media_format="markdown",
+        label_source="front-matter",
+        explicit_label=explicit,
+    )

@@ -24,7 +24,7 @@ from media import sine_wav
 
 from labeler import SigningKey, Status, TrustStore, verify
 from labeler.cli import main
-from labeler.text import verify_text
+from labeler.verification import verify_text
 
 FILES = int(os.environ.get("LABELER_KILLTEST_FILES", "1000"))
 KILLS = int(os.environ.get("LABELER_KILLTEST_KILLS", "6"))

@@ -15,7 +15,8 @@ import pytest
 from conftest import SAMPLES, pixels
 
 from labeler import Status, TrustStore, verify
-from labeler.text import strip_text_mark, verify_text
+from labeler.text import strip_text_mark
+from labeler.verification import verify_text
 
 FILES = (
     ("jpeg", "a/photo.jpg"),

@@ -15,8 +15,8 @@ from labeler.text import (
     read_text_mark,
     start_fragment,
     strip_text_mark,
-    verify_text,
 )
+from labeler.verification import verify_text
 
 
 @pytest.fixture
