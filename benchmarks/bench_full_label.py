@@ -5,7 +5,7 @@
 Rows:
   Pillow decode+encode      open + load + save(quality="keep"): the floor of any visible label
   labeler full label        label_image(): visible label + implicit label + Ed25519 signature
-  batch, 1 worker / 2       `labeler apply` engine (batch.run) over N 1 MP JPEGs, file -> file
+  batch, 1 worker / 2       `labeler apply` engine (batch.label_files) over N 1 MP JPEGs, file -> file
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bench_implicit import median_ms, sample_images
 from PIL import Image
 
 from labeler import SigningKey
-from labeler.batch import Options, plan, run
+from labeler.batch import Options, label_files, plan
 from labeler.labeling import label_image
 from labeler.policy import LabelPolicy
 
@@ -63,7 +63,7 @@ def main() -> int:
         for jobs in (1, 2):
             out = root / f"out{jobs}"
             t0 = time.perf_counter()
-            summary = run(plan([src], out), config=str(root / "c.toml"), options=Options(), jobs=jobs)
+            summary = label_files(plan([src], out), config=str(root / "c.toml"), options=Options(), jobs=jobs)
             batch[jobs] = time.perf_counter() - t0
             assert summary.labeled == args.files, summary
 

@@ -54,13 +54,13 @@ __all__ = [
     "Summary",
     "Task",
     "describe_error",
+    "label_files",
     "label_many",
     "label_one",
     "one_line",
     "plan",
     "propagate_one",
     "read_regular",
-    "run",
     "write_atomic",
 ]
 
@@ -523,7 +523,7 @@ def _init_worker(config: str | None, options: Options) -> None:
     _WORKER = (LabelPolicy.load(config), options)  # keys are not picklable: each worker loads its own
 
 
-def run(
+def label_files(
     tasks: list[Task],
     *,
     config: str | None,

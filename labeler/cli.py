@@ -21,6 +21,7 @@ from . import __version__
 from .errors import LabelerError
 
 if TYPE_CHECKING:  # imported where used: `labeler --help` must start in well under 0.1 s
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
     from .batch import Outcome
     from .policy import LabelPolicy
     from .signing import TrustStore
@@ -140,7 +141,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .batch import Options, plan, run
+    from .batch import Options, label_files, plan
 
     if not args.in_place and not args.out:
         raise LabelerError("say where results go: --out DIR or --in-place")
@@ -173,7 +174,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 to_stdout = outcome.status in ("labeled", "skipped")
                 bar.write(line, file=sys.stdout if to_stdout else sys.stderr)
 
-        summary = run(tasks, config=args.config, options=options, jobs=args.jobs, progress=progress)
+        summary = label_files(tasks, config=args.config, options=options, jobs=args.jobs, progress=progress)
     print(summary)
     return 1 if summary.failed else 0
 
@@ -321,7 +322,7 @@ def _serve(app: object, host: str, port: int, banner: str) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.walkthrough:
-        from .demo.walkthrough import run as walkthrough
+        from .demo.walkthrough import run_walkthrough as walkthrough
 
         return walkthrough(Path(args.out))
     from .demo.server import labeled_app
@@ -365,6 +366,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML policy file (default: $LABELER_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _add_apply(sub)
+    _add_verify(sub)
+    _add_propagate(sub)
+    _add_inspect(sub)
+    _add_keygen(sub)
+    _add_demo(sub)
+    _add_proxy(sub)
+    return parser
+
+
+def _add_apply(sub: Subparsers) -> None:
     p = sub.add_parser("apply", help="label files and directories (visible + implicit + signature)")
     p.add_argument("paths", nargs="+")
     where = p.add_mutually_exclusive_group()
@@ -400,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, help="decode budget: frames x width x height (default 1e8)")
     p.set_defaults(func=cmd_apply)
 
+
+def _add_verify(sub: Subparsers) -> None:
     p = sub.add_parser("verify", help="check labels, signatures, integrity, trust, filing numbers")
     p.add_argument("paths", nargs="+")
     p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
@@ -417,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_verify)
 
+
+def _add_propagate(sub: Subparsers) -> None:
     p = sub.add_parser("propagate", help="platform role: add propagator fields and sign ReservedCode2")
     p.add_argument("paths", nargs="+")
     p.add_argument("--as", dest="as_code", required=True, help="the platform's 27-char provider code")
@@ -431,11 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow-symlinks", action="store_true", help="as for apply")
     p.set_defaults(func=cmd_propagate)
 
+
+def _add_inspect(sub: Subparsers) -> None:
     p = sub.add_parser("inspect", help="show all label data of one file as JSON")
     p.add_argument("file")
     p.add_argument("--trust", action="append")
     p.set_defaults(func=cmd_inspect)
 
+
+def _add_keygen(sub: Subparsers) -> None:
     p = sub.add_parser("keygen", help="create a signing key pair (PEM) and print its key id")
     p.add_argument("--algorithm", default="Ed25519", choices=["Ed25519", "ES256"])
     p.add_argument("--out", default="keys", help="directory for NAME.pem and NAME.pub.pem")
@@ -444,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c2pa", action="store_true", help="instead: a local test CA + C2PA signer certificate")
     p.set_defaults(func=cmd_keygen)
 
+
+def _add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="run the demo chat server (a demo model wrapped in the middleware)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -455,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-body", type=int, default=1024 * 1024, help="bytes; larger bodies get a 413")
     p.set_defaults(func=cmd_demo)
 
+
+def _add_proxy(sub: Subparsers) -> None:
     p = sub.add_parser("proxy", help="label the answers of any OpenAI-compatible server")
     p.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:11434 (Ollama), http://vllm:8000")
     p.add_argument("--host", default="127.0.0.1")
@@ -468,7 +492,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep a front proxy's X-Forwarded-* (and append to them)",
     )
     p.set_defaults(func=cmd_proxy)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

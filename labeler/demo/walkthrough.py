@@ -13,7 +13,7 @@ from .identity import demo_policy
 from .images import generate_image
 
 
-def run(out: Path) -> int:
+def run_walkthrough(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     key = SigningKey.generate()
     policy = demo_policy(key)
