@@ -212,10 +212,14 @@ def _usage(prompt: str, tokens: list[str]) -> dict[str, int]:
     }
 
 
-def create_app(token_delay: float = 0.03, *, max_request_body: int = MAX_REQUEST_BODY) -> Starlette:
-    """The bare demo model server (no labels); request bodies over ``max_request_body`` bytes are a 413."""
+class DemoModel:
+    """The demo model's endpoints (OpenAI chat, Responses, Images, speech; Anthropic Messages),
+    each a Starlette endpoint; ``token_delay`` paces streamed tokens like a real model."""
 
-    async def chat(request: Request) -> Response:
+    def __init__(self, token_delay: float = 0.03) -> None:
+        self.token_delay = token_delay
+
+    async def chat(self, request: Request) -> Response:
         body = await _json_body(request)
         _field(body, "model", str, "a string")
         prompt = _last_user_text(_messages(body.get("messages")))
@@ -254,9 +258,9 @@ def create_app(token_delay: float = 0.03, *, max_request_body: int = MAX_REQUEST
             yield _sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
             yield _sse("[DONE]")
 
-        return StreamingResponse(_paced(chunks(), token_delay), media_type="text/event-stream")
+        return StreamingResponse(_paced(chunks(), self.token_delay), media_type="text/event-stream")
 
-    async def responses(request: Request) -> Response:
+    async def responses(self, request: Request) -> Response:
         body = await _json_body(request)
         _field(body, "model", str, "a string")
         value = _field(body, "input", (str, list), "a string or an array of input items", required=True)
@@ -332,9 +336,9 @@ def create_app(token_delay: float = 0.03, *, max_request_body: int = MAX_REQUEST
             )
             yield ev("response.completed", response=response(text, "completed"))
 
-        return StreamingResponse(_paced(events(), token_delay), media_type="text/event-stream")
+        return StreamingResponse(_paced(events(), self.token_delay), media_type="text/event-stream")
 
-    async def messages(request: Request) -> Response:
+    async def messages(self, request: Request) -> Response:
         body = await _json_body(request)
         _field(body, "model", str, "a string")
         _field(body, "max_tokens", int, "an integer")
@@ -397,9 +401,9 @@ def create_app(token_delay: float = 0.03, *, max_request_body: int = MAX_REQUEST
             )
             yield _sse({"type": "message_stop"}, "message_stop")
 
-        return StreamingResponse(_paced(events(), token_delay), media_type="text/event-stream")
+        return StreamingResponse(_paced(events(), self.token_delay), media_type="text/event-stream")
 
-    async def images_generate(request: Request) -> Response:
+    async def images_generate(self, request: Request) -> Response:
         body = await _json_body(request)
         prompt = _field(body, "prompt", str, "a string", required=True)
         size = _field(body, "size", str, "a string like 512x512") or "512x512"
@@ -419,11 +423,11 @@ def create_app(token_delay: float = 0.03, *, max_request_body: int = MAX_REQUEST
         ]
         return JSONResponse({"created": int(time.time()), "data": data})
 
-    async def image_file(request: Request) -> Response:
+    async def image_file(self, request: Request) -> Response:
         prompt = request.query_params.get("prompt", "demo")
         return Response(generate_image(prompt, (512, 512), "PNG"), media_type="image/png")
 
-    async def speech(request: Request) -> Response:
+    async def speech(self, request: Request) -> Response:
         body = await _json_body(request)
         text = _field(body, "input", str, "a string", required=True)
         fmt = _field(body, "response_format", str, "a string") or "mp3"
@@ -435,35 +439,43 @@ def create_app(token_delay: float = 0.03, *, max_request_body: int = MAX_REQUEST
             raise _BadRequest(f"{fmt} needs ffmpeg on the demo server; ask for response_format wav") from None
         return Response(audio, media_type=media_type)
 
-    async def models(request: Request) -> Response:
+    async def models(self, request: Request) -> Response:
         return JSONResponse(
             {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "labeler-demo"}]}
         )
 
-    async def page(request: Request) -> Response:
+    async def page(self, request: Request) -> Response:
         return HTMLResponse((resources.files("labeler.demo") / "chat.html").read_text("utf-8"))
 
-    async def bad_request(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, _BadRequest)
-        return _error_response(exc.status, str(exc), request.url.path)
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.page),
+            Route("/v1/models", self.models),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/responses", self.responses, methods=["POST"]),
+            Route("/v1/messages", self.messages, methods=["POST"]),
+            Route("/v1/images/generations", self.images_generate, methods=["POST"]),
+            Route("/v1/audio/speech", self.speech, methods=["POST"]),
+            Route("/demo/image.png", self.image_file),
+        ]
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return _error_response(exc.status_code, exc.detail, request.url.path, exc.headers)
 
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _BadRequest)
+    return _error_response(exc.status, str(exc), request.url.path)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error_response(exc.status_code, exc.detail, request.url.path, exc.headers)
+
+
+def create_app(token_delay: float = 0.03, *, max_request_body: int = MAX_REQUEST_BODY) -> Starlette:
+    """The bare demo model server (no labels); request bodies over ``max_request_body`` bytes are a 413."""
     return Starlette(
         middleware=[Middleware(_Guard, max_request_body=max_request_body)],
-        exception_handlers={_BadRequest: bad_request, HTTPException: http_error},
-        routes=[
-            Route("/", page),
-            Route("/v1/models", models),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/v1/responses", responses, methods=["POST"]),
-            Route("/v1/messages", messages, methods=["POST"]),
-            Route("/v1/images/generations", images_generate, methods=["POST"]),
-            Route("/v1/audio/speech", speech, methods=["POST"]),
-            Route("/demo/image.png", image_file),
-        ],
+        exception_handlers={_BadRequest: _bad_request, HTTPException: _http_error},
+        routes=DemoModel(token_delay).routes(),
     )
 
 
