@@ -174,8 +174,8 @@ def ogg_move_granule(data: bytes) -> bytes:
     buf, pages = io.BytesIO(data), []
     while buf.tell() < len(data):
         pages.append(OggPage(buf))
-    target = pages[len(pages) // 2]
-    assert target.position > 0
+    target = pages[-1]  # an audio page, past the header packets
+    assert target.position > 0 and not target.continued
     target.position += 4800
     return b"".join(p.write() for p in pages)
 
