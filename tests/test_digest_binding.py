@@ -386,7 +386,8 @@ MEDIA_ATTACKS: dict[tuple[str, str], Callable[[bytes], bytes]] = {
         lambda raw: raw.replace(
             b"</Relationships>",
             b'<Relationship Id="rIdEvil" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-            b'relationships/hyperlink" Target="https://evil.example/" TargetMode="External"/></Relationships>',
+            b'relationships/hyperlink" Target="https://evil.example/" TargetMode="External"/>'
+            b"</Relationships>",
         ),
     ),
     ("docx", "a ZIP archive comment"): docx_archive_comment,
