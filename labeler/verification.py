@@ -20,8 +20,7 @@ from typing import Any
 from .aigc import AigcRecord
 from .errors import InvalidRecordError, LabelerError
 from .explicit import explicit_label
-from .formats import ContainerFormat, detect, find_label
-from .formats.base import C2PA
+from .formats import C2PA, ContainerFormat, detect, find_label
 from .provenance import SignedProvenance, parse_token
 from .signing import TrustStore, b64url_encode
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel
