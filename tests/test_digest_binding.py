@@ -587,3 +587,14 @@ def test_digest_of_a_normally_labelled_file_is_unchanged(
         pytest.skip("needs ffmpeg to make this sample")
     labelled = label_bytes(original, policy)
     assert detect(labelled).content_digest(labelled) == _old_rule_digest(labelled, original)
+
+
+def test_unvalidated_c2pa_data_also_fails_the_platform_check(policy: LabelPolicy, trust: TrustStore) -> None:
+    from labeler import propagate_bytes
+
+    propagated = propagate_bytes(label_bytes(SAMPLES["png"], policy), policy)
+    assert verify(propagated, trust).propagation["status"] == "verified"  # type: ignore[index]
+    verdict = verify(C2PA_JUNK["png"](propagated), trust)
+    assert verdict.status is Status.ALTERED
+    assert verdict.propagation is not None
+    assert verdict.propagation["status"] == "altered" and verdict.propagation["content_intact"] is False
