@@ -21,7 +21,7 @@ from typing import Any
 from .aigc import AigcRecord
 from .errors import InvalidRecordError, LabelerError
 from .explicit import explicit_label
-from .formats import ContainerFormat, find_label
+from .formats import C2PA, ContainerFormat, detect, find_label
 from .provenance import SignedProvenance, parse_token
 from .signing import ALGORITHMS, TrustStore, b64url_encode
 from .text import find_text_labels, front_matter_label, mark_digest, read_text_mark
@@ -143,7 +143,37 @@ def verify(
         from .content_credentials import read_content_credentials
 
         verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
-    return verdict
+    return _require_valid_c2pa(verdict, data)
+
+
+def _require_valid_c2pa(verdict: Verdict, data: bytes) -> Verdict:
+    """Our digest skips a C2PA store because C2PA binds our label and every other byte in turn;
+    that holds only if the store validates for this file. Otherwise the skipped bytes are bytes
+    no signature binds, and the content does not read as intact (for producer and platform)."""
+    propagation = verdict.propagation
+    propagation_intact = bool(propagation and propagation.get("content_intact"))
+    if not (verdict.content_intact or propagation_intact):
+        return verdict
+    if verdict.c2pa is not None and verdict.c2pa.get("state") in ("Valid", "Trusted"):
+        return verdict
+    try:
+        unbound = sum(e.size for e in detect(data).excluded(data) if e.claim == C2PA)
+    except LabelerError:  # parsed a moment ago for the digest; if not now, nothing vouches for it
+        unbound = -1
+    if unbound == 0:
+        return verdict
+    why = "no C2PA reader (extra 'c2pa')" if verdict.c2pa is None else f"C2PA {verdict.c2pa.get('state')}"
+    problem = f"{max(unbound, 0)} bytes of unvalidated C2PA-typed data the signature does not bind ({why})"
+    changes: dict[str, Any] = {}
+    if verdict.content_intact:
+        status = Status.ALTERED if verdict.status in (Status.VERIFIED, Status.UNTRUSTED) else verdict.status
+        changes.update(status=status, content_intact=False)
+    if propagation is not None and propagation_intact:
+        status_2 = (
+            "altered" if propagation.get("status") in ("verified", "untrusted") else propagation["status"]
+        )
+        changes["propagation"] = {**propagation, "content_intact": False, "status": status_2}
+    return dataclasses.replace(verdict, problems=(*verdict.problems, problem), **changes)
 
 
 def _explicit_label(fmt: ContainerFormat, data: bytes, decode_audio: bool = False) -> bool:

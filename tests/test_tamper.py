@@ -12,12 +12,28 @@ import json
 from collections.abc import Callable
 
 import pytest
-from conftest import SAMPLES
+from conftest import EXISTING_XMP, SAMPLES
 from media import change_docx_text
+from test_digest_binding import (
+    add_vorbis_comment,
+    docx_custom_property,
+    docx_member_edit,
+    gif_insert,
+    gif_xmp,
+    id3_frame,
+    id3_frames_then,
+    jpeg_insert,
+    jpeg_xmp,
+    mp4_orphan_item,
+    pdf_comment_in_label_revision,
+    png_insert,
+    png_xmp,
+    riff_append,
+)
 
 from labeler import AigcRecord, LabelPolicy, SigningKey, Status, TrustStore, label_bytes, verify
 from labeler.errors import LabelerError
-from labeler.formats import detect
+from labeler.formats import detect, docx, riff
 from labeler.signing import b64url_encode
 from labeler.xmp import XmpLabel, read_label, write_label
 
@@ -85,6 +101,21 @@ def original(request: pytest.FixtureRequest, media: dict[str, bytes]) -> bytes:
     return media[name]
 
 
+#: Foreign bytes put where a digest that skipped more than our one slot would not look.
+HIDDEN: dict[str, Callable[[bytes], bytes]] = {
+    "jpeg": lambda d: jpeg_insert(d, jpeg_xmp(EXISTING_XMP)),
+    "png": lambda d: png_insert(d, png_xmp(EXISTING_XMP)),
+    "webp": lambda d: riff_append(d, riff.chunk(b"XMP ", EXISTING_XMP)),
+    "gif": lambda d: gif_insert(d, gif_xmp(EXISTING_XMP)),
+    "wav": lambda d: riff_append(d, riff.chunk(b"AIGC", read_record(d).to_json().encode() + b"\x00" * 999)),
+    "mp3": lambda d: id3_frames_then(d, id3_frame(b"PRIV", b"hidden\x00" + b"x" * 999)),
+    "flac": add_vorbis_comment("mutagen.flac.FLAC", "hidden", "x" * 999),
+    "ogg": add_vorbis_comment("mutagen.oggvorbis.OggVorbis", "hidden", "x" * 999),
+    "mp4": mp4_orphan_item,
+    "pdf": pdf_comment_in_label_revision,
+    "docx": docx_member_edit(docx.CUSTOM, docx_custom_property),
+}
+
 ATTACKS: dict[str, tuple[Status, Callable[[bytes, bytes, LabelPolicy], bytes]]] = {
     "one byte changed outside the label": (Status.ALTERED, lambda lab, orig, p: flip_outside_label(lab)),
     "label copied onto other content": (
@@ -138,6 +169,10 @@ ATTACKS: dict[str, tuple[Status, Callable[[bytes, bytes, LabelPolicy], bytes]]] 
         lambda lab, orig, p: edit(lab, lambda r: r.with_fields(ReservedCode1="")),
     ),
     "record not JSON": (Status.MALFORMED_LABEL, lambda lab, orig, p: write_record(lab, "{AIGC:")),
+    "foreign bytes hidden beside the label": (
+        Status.ALTERED,
+        lambda lab, orig, p: HIDDEN[detect(lab).name](lab),
+    ),
 }
 
 

@@ -9,6 +9,9 @@ JSON in their own slot (a RIFF chunk, an ID3 frame, an MP4 key, a PDF Info entry
 
 The invariant that makes signing possible: ``content_digest`` ignores the label slot, so
 ``content_digest(write_xmp(s, p)) == content_digest(s)`` for ``s = stage(d)`` and any packet p.
+It ignores nothing else but what ``excluded`` reports (a C2PA store, which binds us in turn):
+``verified`` means every other byte is bound by the signature. ``stage`` leaves one slot (drops
+duplicates), so what is digested when labelling is what is digested when verifying.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from ..errors import UnsupportedFormatError
 
 __all__ = [
+    "C2PA",
     "ContainerFormat",
+    "Excluded",
     "detect",
     "digest_ranges",
     "formats",
@@ -29,6 +34,40 @@ __all__ = [
     "register",
     "xmp_unsupported",
 ]
+
+
+#: The claim of a span the digest skips because it is a C2PA manifest store: C2PA is embedded
+#: after our label and hashes every byte but its own store, so it binds our label in turn.
+C2PA = "c2pa"
+#: The JUMBF description-box type of a C2PA manifest store (ISO 19566-5; C2PA spec 11.1.4.1).
+C2PA_STORE_UUID = b"c2pa\x00\x11\x00\x10\x80\x00\x00\xaa\x00\x38\x9b\x71"
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    """Bytes ``content_digest`` leaves out besides our own label slot, and what they claim to
+    be. Verification may say ``verified`` only once every claim is checked (for :data:`C2PA`:
+    the store validates for this file)."""
+
+    claim: str
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def no_exclusions(data: bytes) -> tuple[Excluded, ...]:
+    return ()
+
+
+def claims_c2pa_store(box: bytes) -> bool:
+    """Whether ``box`` starts a JUMBF superbox described as a C2PA manifest store."""
+    if len(box) < 16 or box[4:8] != b"jumb":
+        return False
+    at = 16 if box[:4] == b"\x00\x00\x00\x01" else 8  # LBox 1: an 8-byte XLBox follows
+    return box[at + 4 : at + 8] == b"jumd" and box[at + 8 : at + 24] == C2PA_STORE_UUID
 
 
 @dataclass(frozen=True)
@@ -47,6 +86,8 @@ class ContainerFormat:
     write_record: Callable[[bytes, str], bytes] | None = None
     record_slot: str = "fallback"
     kind: str = "image"  #: image, audio, video or document: what an explicit label looks like
+    #: What ``content_digest`` skips besides our label slot (C2PA stores), to be checked on verify.
+    excluded: Callable[[bytes], tuple[Excluded, ...]] = no_exclusions
 
 
 def no_xmp(data: bytes) -> bytes | None:
@@ -100,13 +141,23 @@ def detect(data: bytes) -> ContainerFormat:
     )
 
 
-def digest_ranges(data: bytes, keep: Iterable[tuple[int, int]], prefix: bytes = b"") -> bytes:
-    """SHA-256 over ``prefix`` then the given byte ranges of ``data``, without copying."""
+def digest_ranges(
+    data: bytes, keep: Iterable[tuple[int, int]], prefix: bytes = b"", suffix: bytes = b""
+) -> bytes:
+    """SHA-256 over ``prefix``, the given byte ranges of ``data``, then ``suffix``; no copies."""
     view = memoryview(data)
     h = hashlib.sha256(prefix)
     for start, end in keep:
         h.update(view[start:end])
+    h.update(suffix)
     return h.digest()
+
+
+def trailer_marker(payload_end: int, total: int) -> bytes:
+    """Hashed after a container's trailer, if it has one, so that where the payload ends (a RIFF
+    size, say) is bound too: moving it over the trailer would otherwise hash the same bytes.
+    Empty without a trailer, which keeps the digest of files without one as it always was."""
+    return b"" if payload_end >= total else b"\x00trailer" + (total - payload_end).to_bytes(8, "big")
 
 
 def splice(data: bytes, spans: list[tuple[int, int]], new: bytes) -> bytes:

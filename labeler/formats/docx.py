@@ -2,8 +2,12 @@
 in ``docProps/custom.xml`` (the file Word shows under File > Properties > Custom).
 
 The package is rewritten member by member with the same names, order, dates and compression.
-The digest covers the decompressed content of every member except the three that adding a
-custom property touches (``docProps/custom.xml``, ``[Content_Types].xml``, ``_rels/.rels``).
+The digest covers the decompressed content of every member, the bytes of every member's local
+record (header, extra field, compressed data) and its central-directory fields, the archive
+comment and any bytes between the records: everything but our property element in
+``docProps/custom.xml`` and what follows from it (that member's sizes and CRC, record offsets).
+``stage`` writes custom.xml (without our property), its content type and relationship as
+``write_record`` will, so adding the property changes nothing else.
 Untrusted packages are bounded: member count, declared sizes, and no DTDs in the XML we parse.
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import re
 import struct
 import xml.etree.ElementTree as ET
 import zipfile
@@ -127,8 +132,9 @@ def _emit(elem: ET.Element) -> str:
     return f"<{name}{declare}{attrs}>{inner}</{name}>"
 
 
-def _custom_xml(existing: bytes | None, record: str) -> bytes:
-    """custom.xml with every property but ours kept as written and ours (re)placed last."""
+def _custom_xml(existing: bytes | None, record: str | None) -> bytes:
+    """custom.xml with every property but ours kept as written and ours (given ``record``)
+    (re)placed last."""
     kept: list[str] = []
     pid = 1
     if existing is not None:
@@ -141,6 +147,8 @@ def _custom_xml(existing: bytes | None, record: str) -> bytes:
     ours = (
         f'<property fmtid="{FMTID}" pid="{pid + 1}" name="{NAME}">'
         f"<vt:lpwstr>{escape(record)}</vt:lpwstr></property>"
+        if record is not None
+        else ""
     )
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -184,6 +192,16 @@ def _with_relationship(raw: bytes | None) -> bytes:
 
 
 def write_record(data: bytes, record: str) -> bytes:
+    return _write(data, record)
+
+
+def stage(data: bytes) -> bytes:
+    """custom.xml without our property, its content type and relationship, as write_record
+    leaves them (created if missing): then adding the property changes nothing else."""
+    return _write(data, None)
+
+
+def _write(data: bytes, record: str | None) -> bytes:
     with open_package(data) as zin:
         names = zin.NameToInfo
         replaced = {
@@ -217,6 +235,65 @@ def rewrite_members(data: bytes, replaced: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+#: Our property element exactly as _custom_xml writes it: the only bytes of the package the
+#: digest leaves out (a property in any other form is content).
+_OUR_PROPERTY = re.compile(
+    rb'<property fmtid="' + re.escape(FMTID.encode()) + rb'" pid="[0-9]{1,10}" name="' + NAME.encode()
+    + rb'"><vt:lpwstr>[^<]*</vt:lpwstr></property>'
+)  # fmt: skip
+_DESCRIPTOR = b"PK\x07\x08"
+
+
+def _record_end(data: bytes, info: zipfile.ZipInfo) -> tuple[int, int]:
+    """(start of the data, end of the local record: data and any data descriptor)."""
+    at = info.header_offset
+    if data[at : at + 4] != b"PK\x03\x04":
+        raise MalformedFileError(f"ZIP member {info.filename} has no local header")
+    name_len, extra_len = struct.unpack_from("<HH", data, at + 26)
+    start = at + 30 + name_len + extra_len
+    end = start + info.compress_size
+    if info.flag_bits & 0x08:  # a data descriptor: optional signature, CRC, sizes (8 or 16 bytes)
+        end += (4 if data[end : end + 4] == _DESCRIPTOR else 0) + (20 if info.file_size >= 0xFFFFFFFF else 12)
+    if end > len(data):
+        raise MalformedFileError(f"ZIP member {info.filename} runs past the file")
+    return start, end
+
+
+def _package_material(data: bytes, zf: zipfile.ZipFile) -> list[bytes]:
+    """What the digest binds besides the members' content: see the module docstring."""
+    parts: list[bytes] = []
+    covered: list[tuple[int, int]] = []
+    for info in zf.infolist():
+        start, end = _record_end(data, info)
+        covered.append((info.header_offset, end))
+        name = info.filename.encode()
+        fields = (
+            info.compress_type, info.date_time, info.flag_bits, info.external_attr, info.internal_attr,
+            info.create_system, info.create_version, info.extract_version, info.volume, info.reserved,
+        )  # fmt: skip
+        parts += [name, repr(fields).encode(), info.extra, info.comment]
+        if info.filename == CUSTOM:  # its local header but the CRC and sizes, then its content
+            parts.append(
+                data[info.header_offset + 4 : info.header_offset + 14] + data[info.header_offset + 30 : start]
+            )
+            raw = read_member(zf, CUSTOM, MAX_XML)
+            ours = _OUR_PROPERTY.search(raw)
+            parts.append(raw[: ours.start()] + raw[ours.end() :] if ours else raw)
+        else:
+            parts.append(struct.pack("<IQQ", info.CRC, info.compress_size, info.file_size))
+            parts.append(data[info.header_offset : end])
+    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 0xFFFF - 22))
+    parts += [zf.comment, data[eocd + 4 : eocd + 8] if eocd >= 0 else b""]
+    pos = 0
+    for start, end in sorted(covered):  # bytes no record accounts for, up to the directory
+        if start < pos:
+            raise MalformedFileError("ZIP members overlap")
+        parts.append(data[pos:start])
+        pos = end
+    parts.append(data[pos : zf.start_dir])
+    return parts
+
+
 def content_digest(data: bytes) -> bytes:
     h = hashlib.sha256(b"ooxml")
     with open_package(data) as zf:
@@ -229,6 +306,10 @@ def content_digest(data: bytes) -> bytes:
                 h.update(block)
                 size += len(block)
             h.update(struct.pack(">Q", size))
+        h.update(b"\x00package")
+        for part in _package_material(data, zf):
+            h.update(struct.pack(">Q", len(part)))
+            h.update(part)
     return h.digest()
 
 
@@ -243,5 +324,6 @@ FORMAT = register(
         read_record=read_record,
         write_record=write_record,
         slot="ooxml:docProps/custom.xml:AIGC",
+        stage=stage,
     )
 )

@@ -1,7 +1,9 @@
 """FLAC: the GB record lives in the Vorbis comment block as ``AIGC=<json>``.
 
 mutagen rewrites the comment and padding blocks and keeps every other block byte for byte; the
-digest covers those other blocks (STREAMINFO, seek table, pictures...) and the audio frames.
+digest covers those other blocks (STREAMINFO, seek table, pictures...), the audio frames, and
+then of the comment block the vendor string and every comment but ours (the first ``AIGC=``),
+and any padding that is not zeros. ``stage`` rewrites the block as ``write_record`` will.
 """
 
 from __future__ import annotations
@@ -50,19 +52,35 @@ def write_record(data: bytes, record: str) -> bytes:
     return tagging.write_comment(data, "mutagen.flac.FLAC", FIELD, record)
 
 
+def stage(data: bytes) -> bytes:
+    return tagging.stage_comment(data, "mutagen.flac.FLAC", FIELD)
+
+
 def content_digest(data: bytes) -> bytes:
-    """Every metadata block but the Vorbis comment (ours) and padding (what a tag edit grows or
-    shrinks), type byte and body, then the audio frames."""
+    """Every metadata block but the (first) Vorbis comment and zero padding (what a tag edit
+    rewrites or resizes), type byte and body, then the audio frames, then what the comment block
+    holds besides our comment and what padding holds besides zeros."""
     found, audio_start = blocks(data)
     if [kind for kind, _, _ in found].count(0) != 1 or found[0][0] != 0:
         raise MalformedFileError("FLAC needs exactly one STREAMINFO block, first")
     h = hashlib.sha256(b"flac")
     view = memoryview(data)
-    for kind, start, end in found:
-        if kind not in (COMMENT, PADDING):
+    tags: list[bytes] = []
+    comment = next((i for i, (kind, _, _) in enumerate(found) if kind == COMMENT), None)
+    for i, (kind, start, end) in enumerate(found):
+        if i == comment:
+            tags += tagging.comment_material(data[start:end], FIELD)
+        elif kind == PADDING:
+            if rest := data[start:end].rstrip(b"\x00"):
+                tags.append(b"padding:" + rest)
+        else:
             h.update(struct.pack(">BI", kind, end - start))
             h.update(view[start:end])
     h.update(view[audio_start:])
+    if tags:
+        h.update(b"\x00tags")
+        for part in tags:
+            h.update(struct.pack(">Q", len(part)) + part)
     return h.digest()
 
 
@@ -77,5 +95,6 @@ FORMAT = register(
         read_record=read_record,
         write_record=write_record,
         slot="vorbis-comment:AIGC",
+        stage=stage,
     )
 )

@@ -3,7 +3,7 @@
 The packet is stored raw (not in sub-blocks) and followed by a 258-byte "magic trailer" (0x01,
 0xFF down to 0x00, then the block terminator), so a reader that walks it as sub-blocks lands in
 the ramp and reaches the terminator. Our walker relies on exactly that, and the digest covers
-everything but that extension.
+everything but that extension (the first one: a second XMP extension is content).
 """
 
 from __future__ import annotations
@@ -100,8 +100,14 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
 
 
 def content_digest(data: bytes) -> bytes:
-    spans = [(b.start, b.end) for b in blocks(data)[1] if _is_xmp(b, data)]
-    return digest_ranges(data, complement(spans, len(data)))
+    ours = next(((b.start, b.end) for b in blocks(data)[1] if _is_xmp(b, data)), None)
+    return digest_ranges(data, complement([ours] if ours else [], len(data)))
+
+
+def stage(data: bytes) -> bytes:
+    """Drop XMP extensions after the first (write_xmp would, and the digest binds them)."""
+    extra = [(b.start, b.end) for b in blocks(data)[1] if _is_xmp(b, data)][1:]
+    return splice(data, extra, b"") if extra else data
 
 
 def size(data: bytes) -> tuple[int, int]:
@@ -109,4 +115,6 @@ def size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-FORMAT = register(ContainerFormat("gif", "image/gif", (".gif",), accept, read_xmp, write_xmp, content_digest))
+FORMAT = register(
+    ContainerFormat("gif", "image/gif", (".gif",), accept, read_xmp, write_xmp, content_digest, stage=stage)
+)

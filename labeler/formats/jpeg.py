@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 from ..errors import LabelTooLargeError, MalformedFileError
 from . import exif
-from .base import ContainerFormat, complement, digest_ranges, register, splice
+from .base import (
+    C2PA,
+    ContainerFormat,
+    Excluded,
+    claims_c2pa_store,
+    complement,
+    digest_ranges,
+    register,
+    splice,
+)
 
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 EXIF_HEADER = b"Exif\x00\x00"
@@ -35,6 +44,18 @@ class Segment:
     def is_jumbf(self, data: bytes) -> bool:
         """APP11 "JP" (JPEG XT / JUMBF): where C2PA stores its manifest."""
         return self.marker == APP11 and data.startswith(b"JP", self.start + 4)
+
+    def jumbf_instance(self, data: bytes) -> int:
+        """The JPEG XT box instance number (En) that groups a JUMBF box's segments."""
+        return int.from_bytes(data[self.start + 6 : self.start + 8], "big")
+
+    def starts_c2pa_store(self, data: bytes) -> bool:
+        """The first segment (Z = 1) of a JUMBF box described as a C2PA manifest store."""
+        return (
+            self.is_jumbf(data)
+            and data[self.start + 8 : self.start + 12] == b"\x00\x00\x00\x01"
+            and claims_c2pa_store(data[self.start + 12 : self.start + 60])
+        )
 
     def is_exif(self, data: bytes) -> bool:
         return self.marker == APP1 and data.startswith(EXIF_HEADER, self.start + 4)
@@ -101,11 +122,27 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
     return splice(data, [(insert_at, insert_at)], segment)
 
 
+def _slots(data: bytes) -> tuple[Segment | None, list[Segment]]:
+    """(our XMP slot: the first XMP segment, the one read_xmp reads; the APP11 segments of the
+    JUMBF boxes that describe themselves as C2PA manifest stores)."""
+    segs = segments(data)
+    ours = next((s for s in segs if s.is_xmp(data)), None)
+    stores = {s.jumbf_instance(data) for s in segs if s.starts_c2pa_store(data)}
+    c2pa = [s for s in segs if s.is_jumbf(data) and s.jumbf_instance(data) in stores]
+    return ours, c2pa
+
+
 def content_digest(data: bytes) -> bytes:
-    """SHA-256 of everything but our XMP slot and a C2PA manifest store (APP11 JUMBF): C2PA is
-    embedded after our label and binds it, as it binds everything except its own store."""
-    spans = [(s.start, s.end) for s in segments(data) if s.is_xmp(data) or s.is_jumbf(data)]
+    """SHA-256 of everything but our XMP slot and a C2PA manifest store: C2PA is embedded after
+    our label and binds it, as it binds everything except its own store. A second XMP segment,
+    any other APPn and any other JUMBF are content."""
+    ours, c2pa = _slots(data)
+    spans = sorted((s.start, s.end) for s in ([ours] if ours else []) + c2pa)
     return digest_ranges(data, complement(spans, len(data)))
+
+
+def excluded(data: bytes) -> tuple[Excluded, ...]:
+    return tuple(Excluded(C2PA, s.start, s.end) for s in _slots(data)[1])
 
 
 def read_fallback(data: bytes) -> str | None:
@@ -117,9 +154,14 @@ def read_fallback(data: bytes) -> str | None:
 
 
 def stage(data: bytes) -> bytes:
-    """Before our label goes into XMP: blank an AIGC record in EXIF UserComment (one label per
-    file; same length, so nothing else moves). Files without one come back as they are."""
-    for seg in segments(data):
+    """Before our label goes into XMP: drop XMP segments after the first (write_xmp would, and
+    the digest binds them) and blank an AIGC record in EXIF UserComment (one label per file;
+    same length, so nothing else moves). Files without either come back as they are."""
+    segs = segments(data)
+    extra = [(s.start, s.end) for s in segs if s.is_xmp(data)][1:]
+    if extra:
+        return stage(splice(data, extra, b""))
+    for seg in segs:
         if seg.is_exif(data):
             payload = data[seg.start + 4 : seg.end]
             blanked = exif.blank_user_comment_record(payload)
@@ -141,5 +183,6 @@ FORMAT = register(
         read_fallback,
         stage=stage,
         record_slot="exif:UserComment",
+        excluded=excluded,
     )
 )

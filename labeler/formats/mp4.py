@@ -3,9 +3,11 @@
 
 No sample is touched. Growing ``moov`` moves whatever follows it, so when ``moov`` precedes
 the media ("fast start"), every chunk offset (``stco`` / ``co64``) behind it is shifted by the
-same amount. The digest is the SHA-256 of the file in canonical form (an ``mdta`` meta box
-without our key); adding and removing our key are exact inverses, so the
-digest is the same before and after labelling.
+same amount. The digest is the SHA-256 of the file with exactly our slot taken out: our key
+entry and its ``ilst`` item (sizes, later item numbers and chunk offsets put back as they were
+without it); every other byte, a second key or item, an item naming no key, is content.
+``stage`` writes the meta box in the form ``write_record`` leaves it (keys and items after the
+handler, our key removed), so what is digested when labelling is what is digested on verify.
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ def _is_mdta(data: bytes, meta: Box) -> bool:
     return any(k.type == b"hdlr" and data[k.body + 8 : k.body + 12] == b"mdta" for k in kids)
 
 
-def _keys(data: bytes, keys: Box) -> list[bytes]:
-    """Raw key entries (namespace + name), in index order."""
+def _key_entries(data: bytes, keys: Box) -> list[tuple[int, int]]:
+    """(start, end) of each key entry (size, namespace, name), in index order."""
     if keys.end - keys.body < 8:
         raise MalformedFileError("MP4 keys box truncated")
     (count,) = struct.unpack_from(">I", data, keys.body + 4)
@@ -102,9 +104,14 @@ def _keys(data: bytes, keys: Box) -> list[bytes]:
         (size,) = struct.unpack_from(">I", data, pos)
         if size < 8 or pos + size > keys.end:
             raise MalformedFileError("MP4 keys entry size out of range")
-        out.append(data[pos + 4 : pos + size])
+        out.append((pos, pos + size))
         pos += size
     return out
+
+
+def _keys(data: bytes, keys: Box) -> list[bytes]:
+    """Raw key entries (namespace + name), in index order."""
+    return [data[start + 4 : end] for start, end in _key_entries(data, keys)]
 
 
 def _item_value(data: bytes, item: Box) -> bytes | None:
@@ -220,22 +227,11 @@ def _rewrite(data: bytes, record: str | None) -> tuple[Box, bytes]:
     top, moov = _moov(data)
     found = _find(data)
     kids = boxes(data, moov.body, moov.end)
-    tail = data[kids[-1].end if kids else moov.body : moov.end]
-    parts: list[bytes] = []
     if found is not None:
         _, meta, udta = found
-        for child in kids:
-            if udta is not None and child.start == udta.start:
-                inner = b"".join(
-                    _new_meta(data, meta, record) if m.start == meta.start else data[m.start : m.end]
-                    for m in boxes(data, child.body, child.end)
-                )
-                parts.append(box(b"udta", inner + data[_last_end(data, child) : child.end]))
-            elif child.start == meta.start:
-                parts.append(_new_meta(data, meta, record))
-            else:
-                parts.append(data[child.start : child.end])
+        parts = _with_meta(data, kids, meta, udta, _new_meta(data, meta, record))
     else:
+        parts = []
         udtas = [c for c in kids if c.type == b"udta"]
         for child in kids:
             if udtas and child.start == udtas[0].start:
@@ -245,6 +241,31 @@ def _rewrite(data: bytes, record: str | None) -> tuple[Box, bytes]:
                 parts.append(data[child.start : child.end])
         if not udtas:
             parts.append(box(b"udta", _new_meta(data, None, record)))
+    return _resized(data, top, moov, kids, parts)
+
+
+def _with_meta(data: bytes, kids: list[Box], meta: Box, udta: Box | None, new_meta: bytes) -> list[bytes]:
+    """moov's children with ``meta`` (in ``udta``, or in moov itself) replaced by ``new_meta``."""
+    parts: list[bytes] = []
+    for child in kids:
+        if udta is not None and child.start == udta.start:
+            inner = b"".join(
+                new_meta if m.start == meta.start else data[m.start : m.end]
+                for m in boxes(data, child.body, child.end)
+            )
+            parts.append(box(b"udta", inner + data[_last_end(data, child) : child.end]))
+        elif child.start == meta.start:
+            parts.append(new_meta)
+        else:
+            parts.append(data[child.start : child.end])
+    return parts
+
+
+def _resized(
+    data: bytes, top: list[Box], moov: Box, kids: list[Box], parts: list[bytes]
+) -> tuple[Box, bytes]:
+    """(moov, the moov box made of ``parts`` and its old tail, chunk offsets behind it shifted)."""
+    tail = data[kids[-1].end if kids else moov.body : moov.end]
     new = bytearray(box(b"moov", b"".join(parts) + tail))
     delta = len(new) - (moov.end - moov.start)
     if delta:
@@ -253,6 +274,45 @@ def _rewrite(data: bytes, record: str | None) -> tuple[Box, bytes]:
             raise UnsupportedFormatError("fragmented MP4 with moov before the fragments: not supported")
         _shift_chunk_offsets(new, 8, len(new), moov.end, delta)
     return moov, bytes(new)
+
+
+def _meta_without_our_key(data: bytes, meta: Box) -> bytes | None:
+    """The meta box with exactly our slot taken out (the first ``mdtaAIGC`` entry of the first
+    ``keys`` box, the first item naming it in the first ``ilst``, later item numbers lowered by
+    one) and every other byte kept in place; ``None`` if it holds no key of ours."""
+    prefix, kids = _meta_children(data, meta)
+    keys = next((k for k in kids if k.type == b"keys"), None)
+    ilst = next((k for k in kids if k.type == b"ilst"), None)
+    if keys is None or ilst is None:
+        return None
+    entries = _key_entries(data, keys)
+    ours = next((i for i, (s, e) in enumerate(entries, 1) if data[s + 4 : e] == b"mdta" + KEY), None)
+    if ours is None:
+        return None
+    entries_end = entries[-1][1]
+    keys_new = box(
+        b"keys",
+        data[keys.body : keys.body + 4]
+        + struct.pack(">I", len(entries) - 1)
+        + b"".join(data[s:e] for i, (s, e) in enumerate(entries, 1) if i != ours)
+        + data[entries_end : keys.end],
+    )
+    items, dropped = [], False
+    for item in boxes(data, ilst.body, ilst.end):
+        index = int.from_bytes(item.type, "big")
+        if index == ours and not dropped:
+            dropped = True
+        elif ours < index <= len(entries):
+            items.append(box((index - 1).to_bytes(4, "big"), data[item.body : item.end]))
+        else:
+            items.append(data[item.start : item.end])
+    ilst_new = box(b"ilst", b"".join(items) + data[_last_end(data, ilst) : ilst.end])
+    parts = [
+        keys_new if k.start == keys.start else ilst_new if k.start == ilst.start else data[k.start : k.end]
+        for k in kids
+    ]
+    tail = data[kids[-1].end : meta.end]  # kids holds keys and ilst, so it is not empty
+    return box(b"meta", prefix + b"".join(parts) + tail)
 
 
 def _edit(data: bytes, record: str | None) -> bytes:
@@ -269,13 +329,26 @@ def _last_end(data: bytes, container: Box) -> int:
 
 
 def write_record(data: bytes, record: str) -> bytes:
-    return _edit(data, record)  # our key is removed first, so no separate staging is needed
+    return _edit(data, record)
+
+
+def stage(data: bytes) -> bytes:
+    """The meta box as write_record leaves it, without our key (created empty if there is none),
+    so adding the key changes nothing digested."""
+    return _edit(data, None)
 
 
 def content_digest(data: bytes) -> bytes:
-    """SHA-256 of the canonical unlabelled form (an mdta meta box in udta without our key),
-    hashed piecewise without building it."""
-    moov, new = _rewrite(data, None)
+    """SHA-256 of the file with exactly our key entry and its item taken out (see the module
+    docstring), hashed piecewise without building it."""
+    found = _find(data)
+    stripped = _meta_without_our_key(data, found[1]) if found is not None else None
+    if found is None or stripped is None:
+        return hashlib.sha256(data).digest()
+    _, meta, udta = found
+    top, moov = _moov(data)
+    kids = boxes(data, moov.body, moov.end)
+    moov, new = _resized(data, top, moov, kids, _with_meta(data, kids, meta, udta, stripped))
     view = memoryview(data)
     h = hashlib.sha256(view[: moov.start])
     h.update(new)
@@ -294,5 +367,6 @@ FORMAT = register(
         read_record=read_record,
         write_record=write_record,
         slot="mp4:udta/meta/keys:AIGC",
+        stage=stage,
     )
 )

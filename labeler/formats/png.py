@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..aigc import single_record
 from ..errors import MalformedFileError
-from .base import ContainerFormat, complement, digest_ranges, register, splice
+from .base import C2PA, ContainerFormat, Excluded, complement, digest_ranges, register, splice
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 XMP_KEYWORD = b"XML:com.adobe.xmp"
@@ -115,10 +115,23 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
     return splice(data, [(at, at)], new)
 
 
+def _slots(data: bytes) -> tuple[Chunk | None, list[Chunk]]:
+    """(our XMP slot: the first XMP chunk, the one read_xmp reads; the C2PA ``caBX`` chunks)."""
+    all_chunks = chunks(data)
+    ours = next((c for c in all_chunks if _is_xmp(c, data)), None)
+    return ours, [c for c in all_chunks if c.type == b"caBX"]
+
+
 def content_digest(data: bytes) -> bytes:
-    """SHA-256 of everything but our XMP chunk and a C2PA store (``caBX``), which binds us."""
-    spans = [(c.start, c.end) for c in chunks(data) if _is_xmp(c, data) or c.type == b"caBX"]
+    """SHA-256 of everything but our XMP chunk and a C2PA store (``caBX``), which binds us. A
+    second XMP chunk is content."""
+    ours, c2pa = _slots(data)
+    spans = sorted((c.start, c.end) for c in ([ours] if ours else []) + c2pa)
     return digest_ranges(data, complement(spans, len(data)))
+
+
+def excluded(data: bytes) -> tuple[Excluded, ...]:
+    return tuple(Excluded(C2PA, c.start, c.end) for c in _slots(data)[1])
 
 
 def _is_aigc_text(chunk: Chunk, data: bytes) -> bool:
@@ -133,9 +146,12 @@ def read_fallback(data: bytes) -> str | None:
 
 
 def stage(data: bytes) -> bytes:
-    """Before our label goes into XMP: drop ``AIGC`` text chunks (one label per file)."""
-    spans = [(c.start, c.end) for c in chunks(data) if _is_aigc_text(c, data)]
-    return splice(data, spans, b"") if spans else data
+    """Before our label goes into XMP: drop ``AIGC`` text chunks (one label per file) and XMP
+    chunks after the first (write_xmp would, and the digest binds them)."""
+    all_chunks = chunks(data)
+    spans = [(c.start, c.end) for c in all_chunks if _is_aigc_text(c, data)]
+    spans += [(c.start, c.end) for c in all_chunks if _is_xmp(c, data)][1:]
+    return splice(data, sorted(spans), b"") if spans else data
 
 
 FORMAT = register(
@@ -150,5 +166,6 @@ FORMAT = register(
         read_fallback,
         stage=stage,
         record_slot="png:tEXt/AIGC",
+        excluded=excluded,
     )
 )

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ..aigc import single_record
 from ..errors import MalformedFileError, UnsupportedFormatError
 
-__all__ = ["edit", "read", "read_comment", "write_comment"]
+__all__ = ["comment_material", "edit", "read", "read_comment", "stage_comment", "write_comment"]
 
 T = TypeVar("T")
 
@@ -75,3 +75,52 @@ def write_comment(data: bytes, opener: str, field: str, value: str) -> bytes:
         return {}
 
     return edit(data, opener, change)
+
+
+def stage_comment(data: bytes, opener: str, field: str) -> bytes:
+    """``data`` with its comment block as write_comment will leave it, without ``field``
+    (created if there is none): mutagen rewrites the block (encodings, padding, pages), and the
+    digest binds every comment but ours."""
+
+    def change(audio: Any) -> dict[str, Any]:
+        if audio.tags is None:
+            audio.add_tags()
+        if field in audio.tags:
+            del audio.tags[field]
+        return {}
+
+    return edit(data, opener, change)
+
+
+def comment_material(block: bytes, field: str) -> list[bytes]:
+    """What of a Vorbis comment block (from the vendor length on) the digest binds: the vendor
+    string, every comment but the first ``field=…`` (ours; the key compared as mutagen does,
+    without case), in order, and whatever follows the comments (a framing bit, Opus binary
+    data) without trailing NULs: padding, which a tag edit resizes."""
+    pos, parts, ours = 0, [], False
+
+    def take() -> bytes:
+        nonlocal pos
+        if pos + 4 > len(block):
+            raise MalformedFileError("Vorbis comment block truncated")
+        n = int.from_bytes(block[pos : pos + 4], "little")
+        if pos + 4 + n > len(block):
+            raise MalformedFileError("Vorbis comment length runs past its block")
+        pos += 4 + n
+        return block[pos - n : pos]
+
+    parts.append(take())  # the vendor string
+    if pos + 4 > len(block):
+        raise MalformedFileError("Vorbis comment block truncated")
+    count = int.from_bytes(block[pos : pos + 4], "little")
+    pos += 4
+    if count * 4 > len(block) - pos:
+        raise MalformedFileError("Vorbis comment count runs past its block")
+    for _ in range(count):
+        entry = take()
+        if not ours and entry.partition(b"=")[0].lower() == field.lower().encode():
+            ours = True
+            continue
+        parts.append(entry)
+    rest = block[pos:].rstrip(b"\x00")
+    return [*parts, b"rest:" + rest] if rest else parts

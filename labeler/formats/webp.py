@@ -2,7 +2,8 @@
 
 A simple (VP8 / VP8L) file is converted to the extended layout by prepending a VP8X chunk with
 the canvas size read from the bitstream header; the image chunk itself is copied untouched.
-The digest covers every chunk but ``XMP ``, with the VP8X XMP flag masked, plus any trailer.
+The digest covers every chunk but our ``XMP `` chunk (the first) and a ``C2PA`` store, with the
+VP8X XMP flag masked, plus any trailer and where the RIFF payload ends.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import struct
 
 from ..errors import MalformedFileError
 from . import riff
-from .base import ContainerFormat, digest_ranges, register
+from .base import C2PA, ContainerFormat, Excluded, digest_ranges, register, trailer_marker
 from .riff import Chunk
 
 XMP_FLAG = 0x04
@@ -95,19 +96,26 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
 
 
 def stage(data: bytes) -> bytes:
-    """The extended layout with the XMP flag set, so adding the slot changes nothing digested."""
+    """The extended layout with the XMP flag set and one XMP chunk (the first packet kept), so
+    adding the slot changes nothing digested."""
     chunks, _ = walk(data)
-    if chunks[0].fourcc == b"VP8X" and data[chunks[0].start + 8] & XMP_FLAG:
+    xmp = [c for c in chunks if c.fourcc == b"XMP "]
+    if chunks[0].fourcc == b"VP8X" and data[chunks[0].start + 8] & XMP_FLAG and len(xmp) <= 1:
         return data
-    return write_xmp(data, b"")
+    return write_xmp(data, xmp[0].payload(data) if xmp else b"")
+
+
+def excluded(data: bytes) -> tuple[Excluded, ...]:
+    return tuple(Excluded(C2PA, c.start, c.end) for c in walk(data)[0] if c.fourcc == b"C2PA")
 
 
 def content_digest(data: bytes) -> bytes:
     chunks, riff_end = walk(data)
+    ours = next((c for c in chunks if c.fourcc == b"XMP "), None)  # the one read_xmp reads
     keep: list[tuple[int, int]] = []
     masked = b""
     for chunk in chunks:
-        if chunk.fourcc in (b"XMP ", b"C2PA"):  # our slot; a C2PA store (it binds us in turn)
+        if chunk is ours or chunk.fourcc == b"C2PA":  # our slot; a C2PA store (it binds us in turn)
             continue
         if chunk.fourcc == b"VP8X" and chunk.end - chunk.start > 8:
             masked = bytes([data[chunk.start + 8] & ~XMP_FLAG & 0xFF])
@@ -116,11 +124,19 @@ def content_digest(data: bytes) -> bytes:
             keep.append((chunk.start, chunk.end))
     keep.append((riff_end, len(data)))
     # The masked flag byte is hashed first so the digest still depends on the other flags.
-    return digest_ranges(data, keep, prefix=masked)
+    return digest_ranges(data, keep, prefix=masked, suffix=trailer_marker(riff_end, len(data)))
 
 
 FORMAT = register(
     ContainerFormat(
-        "webp", "image/webp", (".webp",), accept, read_xmp, write_xmp, content_digest, stage=stage
+        "webp",
+        "image/webp",
+        (".webp",),
+        accept,
+        read_xmp,
+        write_xmp,
+        content_digest,
+        stage=stage,
+        excluded=excluded,
     )
 )
