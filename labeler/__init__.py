@@ -5,7 +5,7 @@ DigitalSourceType and a signed provenance record, written into pictures, audio, 
 and text without re-encoding, explicit labels per medium, and verification on receipt.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from typing import TYPE_CHECKING, Any
 

@@ -330,6 +330,10 @@ def check_propagation(
     }
 
 
+#: Formats whose tags around our slot 0.1 left unsigned; from 0.2 the signature binds them.
+_TAGS_BOUND_SINCE_0_2 = frozenset({"mp3", "flac", "ogg", "docx"})
+
+
 def judge_record(
     record: AigcRecord,
     token: str,
@@ -393,6 +397,11 @@ def judge_record(
         status = Status.LABEL_MISMATCH
     elif not intact:
         status = Status.ALTERED
+        if media_format in _TAGS_BOUND_SINCE_0_2:
+            problems.append(
+                "content differs from what was signed; a label made by labeler 0.1 did not bind the "
+                f"{media_format} tags around it and reads so too: relabel such files (on_existing='replace')"
+            )
     elif not trusted:
         status = Status.UNTRUSTED
     else:

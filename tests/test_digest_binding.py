@@ -598,3 +598,16 @@ def test_unvalidated_c2pa_data_also_fails_the_platform_check(policy: LabelPolicy
     assert verdict.status is Status.ALTERED
     assert verdict.propagation is not None
     assert verdict.propagation["status"] == "altered" and verdict.propagation["content_intact"] is False
+
+
+def test_an_altered_tag_label_names_the_0_1_rule(
+    policy: LabelPolicy, trust: TrustStore, media: dict[str, bytes]
+) -> None:
+    """A tag-format label that no longer matches says why a label made by 0.1 would too."""
+    if "flac" not in media:
+        pytest.skip("needs ffmpeg to make the sample")
+    labelled = label_bytes(media["flac"], policy)
+    changed = bytearray(labelled)
+    changed[len(changed) * 2 // 3] ^= 1
+    verdict = verify(bytes(changed), trust)
+    assert verdict.status is Status.ALTERED and "labeler 0.1" in verdict.problems[-1]
