@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SAMPLES, encode, make_image
@@ -201,6 +204,41 @@ def test_a_file_that_breaks_a_real_parser_fails_alone(tmp_path: Path, jobs: str)
     assert propagated.returncode in (0, 1) and len(deep) == propagated.returncode
 
 
+def _with_one_bad_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: Any,
+    function: str,
+    fail: Callable[[], None],
+    bad_name: str = "bad.png",
+    good: int = 3,
+) -> dict[str, bytes]:
+    """A tree of good pictures plus ``bad_name``, for which ``module.function`` calls ``fail()``
+    (forked workers inherit the patch); returns the good files."""
+    for name, value in _key_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    files = _good_tree(tmp_path / "in", n=good)
+    bad = encode(make_image((32, 24), seed=99), "PNG")
+    (tmp_path / "in" / bad_name).write_bytes(bad)
+    real = getattr(module, function)
+
+    def patched(data: bytes, *args: object, **kwargs: object) -> bytes:
+        if data == bad:
+            fail()
+        return real(data, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(module, function, patched)
+    monkeypatch.chdir(tmp_path)
+    return files
+
+
+def _raise(exc: BaseException) -> Callable[[], None]:
+    def fail() -> None:
+        raise exc
+
+    return fail
+
+
 class _Boom(Exception):
     """Stands for anything a third-party library may raise that is none of ours."""
 
@@ -226,20 +264,7 @@ def test_anything_raised_for_one_file_fails_that_file_alone(
 ) -> None:
     import labeler.batch
 
-    for name, value in _key_env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    good = _good_tree(tmp_path / "in")
-    bad = encode(make_image((32, 24), seed=99), "PNG")
-    (tmp_path / "in/bad.png").write_bytes(bad)
-    real = labeler.batch.label_content
-
-    def label_content(data: bytes, *args: object, **kwargs: object) -> bytes:
-        if data == bad:
-            raise exc
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(labeler.batch, "label_content", label_content)  # forked workers inherit it
-    monkeypatch.chdir(tmp_path)
+    good = _with_one_bad_file(tmp_path, monkeypatch, labeler.batch, "label_content", _raise(exc))
     code = main(["apply", "in", "--out", "out", "--jobs", jobs])
     out, err = capsys.readouterr()
     assert code == 1
@@ -256,20 +281,7 @@ def test_anything_raised_while_propagating_one_file_fails_that_file_alone(
 ) -> None:
     import labeler.propagation
 
-    for name, value in _key_env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    good = _good_tree(tmp_path / "in")
-    bad = encode(make_image((32, 24), seed=99), "PNG")
-    (tmp_path / "in/bad.png").write_bytes(bad)
-    real = labeler.propagation.propagate_bytes
-
-    def propagate_bytes(data: bytes, *args: object, **kwargs: object) -> bytes:
-        if data == bad:
-            raise exc
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(labeler.propagation, "propagate_bytes", propagate_bytes)
-    monkeypatch.chdir(tmp_path)
+    good = _with_one_bad_file(tmp_path, monkeypatch, labeler.propagation, "propagate_bytes", _raise(exc))
     code = main(["propagate", "in", "--as", PLATFORM, "--declared", "--out", "out"])
     out, err = capsys.readouterr()
     assert code == 1
@@ -287,24 +299,19 @@ def test_a_file_that_kills_its_worker_fails_alone_and_the_batch_ends(
     used to wait for its lost file forever. Now that file fails alone and the rest are labelled."""
     import labeler.batch
 
-    for name, value in _key_env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    good = _good_tree(tmp_path / "in", n=12)
-    bad = encode(make_image((32, 24), seed=98), "PNG")
-    (tmp_path / "in/killer.png").write_bytes(bad)
-    real = labeler.batch.label_content
+    def kill() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
 
-    def label_content(data: bytes, *args: object, **kwargs: object) -> bytes:
-        if data == bad:
-            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
-        return real(data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(labeler.batch, "label_content", label_content)  # forked workers inherit it
-    monkeypatch.chdir(tmp_path)
+    good = _with_one_bad_file(tmp_path, monkeypatch, labeler.batch, "label_content", kill, "killer.png", 12)
     code = main(["apply", "in", "--out", "out", "--jobs", "2"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert out.strip().endswith(f"{len(good)} labeled, 0 skipped (already labeled), 1 failed")
+    # Files the broken pool had already committed are found labelled when their chunk runs again.
+    labelled, skipped = map(int, re.findall(r"(\d+) labeled, (\d+) skipped", out)[-1])
+    assert labelled + skipped == len(good) and out.strip().endswith(", 1 failed")
     (line,) = _failure_lines(err, "killer.png")
     assert "worker process died" in line
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(good)
+    for name in good:  # each labelled exactly once, never twice
+        data = (tmp_path / "out" / name).read_bytes()
+        assert data.count(b"<TC260:AIGC>") == 1 and verify(data).status is Status.UNTRUSTED, name
