@@ -261,7 +261,10 @@ def _xref_stream_ok(data: bytes, pos: int, keys: dict[bytes, list[bytes]], objec
     row = sum(widths) + (1 if _ints(keys.get(b"Predictor", [])) else 0)
     if keys.get(b"Filter") == [b"/FlateDecode"]:
         inflate = zlib.decompressobj()
-        raw = inflate.decompress(body, row * len(listed) + 1)
+        try:
+            raw = inflate.decompress(body, row * len(listed) + 1)
+        except zlib.error:  # a broken stream is not our label's cross-reference (found by fuzz/run)
+            raise ValueError("xref stream does not inflate") from None
         if not inflate.eof or inflate.unused_data or inflate.unconsumed_tail:
             raise ValueError("xref stream holds more than its entries")
     elif b"Filter" in keys:
