@@ -71,12 +71,20 @@ def _token(data: bytes) -> None:
 
 
 def _sse(data: bytes) -> None:
+    """Chunked as the mutation says or whole: the same events, every byte forwarded once."""
     from labeler.sse import SSEParser
 
-    parser = SSEParser()
+    parser, whole = SSEParser(), SSEParser()
     step = 1 + (data[0] % 7 if data else 0)
+    events = []
     for i in range(0, len(data), step):
-        parser.feed(data[i : i + step])
+        events += parser.feed(data[i : i + step])
+    rest = parser.flush()
+    at_once = whole.feed(data)
+    assert [e.raw for e in events] == [e.raw for e in at_once], "chunking changed the events"
+    assert rest == whole.flush() and b"".join(e.raw for e in events) + rest == data, "bytes lost"
+    for event in events:
+        event.json()
 
 
 def _text(data: bytes) -> None:
