@@ -28,8 +28,8 @@ MAX_PENDING = 4 * 1024 * 1024
 
 
 class EventTooLargeError(MalformedFileError):
-    """An event grew past the parser's bound without ending. ``events`` are the complete events
-    that came before it in the same chunk (they were parsed and must not be lost)."""
+    """An event is larger than the parser's bound (ended or not). ``events`` are the complete
+    events before it in the same chunk (parsed, not to be lost); ``flush()`` returns the rest."""
 
     def __init__(self, message: str, events: list[Event]) -> None:
         super().__init__(message)
@@ -127,6 +127,9 @@ class SSEParser:
                 if end == size and len(terminator) == 3 and terminator[2] == 13:
                     waiting = True
                     break
+            if (self._size + end - lead if self._chunks else end - start) > self._max:
+                self._overflow(window[start:] if not self._chunks else chunk)
+                raise EventTooLargeError(f"an SSE event of over {self._max} bytes", events)
             if self._chunks:  # the first event of this chunk completes the pending one
                 self._chunks.append(chunk[: end - lead])
                 raw = b"".join(self._chunks)
@@ -150,6 +153,12 @@ class SSEParser:
         if self._size > self._max:
             raise EventTooLargeError(f"an SSE event exceeded {self._max} bytes without ending", events)
         return events
+
+    def _overflow(self, rest: bytes) -> None:
+        """Keep everything from the too-large event on for ``flush()`` (it is passed on as is)."""
+        self._chunks.append(rest)
+        self._size += len(rest)
+        self._tail = b""
 
     def flush(self) -> bytes:
         """Bytes of an unterminated final event (forwarded as they are)."""

@@ -209,3 +209,16 @@ def test_every_small_stream_whole_or_byte_by_byte_matches_the_whatwg_rules() -> 
         assert [(e.event, e.data) for e in whole if not e.is_comment_only] == _whatwg(stream), stream
         bytewise, bytewise_rest = _feed(stream, list(range(len(stream))))
         assert [e.raw for e in bytewise] == [e.raw for e in whole] and bytewise_rest == rest, stream
+
+
+def test_a_complete_event_over_the_bound_is_refused_too() -> None:
+    parser = SSEParser(max_pending=64)
+    big = b"data: " + b"x" * 100 + b"\n\n"
+    with pytest.raises(EventTooLargeError) as raised:
+        parser.feed(b"data: a\n\n" + big + b"data: b\n\n")
+    assert [e.data for e in raised.value.events] == ["a"] and parser.flush() == big + b"data: b\n\n"
+    parser = SSEParser(max_pending=64)
+    assert parser.feed(b"data: " + b"x" * 40) == []
+    with pytest.raises(EventTooLargeError):
+        parser.feed(b"x" * 40 + b"\n\n")
+    assert parser.flush() == b"data: " + b"x" * 80 + b"\n\n"
