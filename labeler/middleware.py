@@ -33,8 +33,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -43,18 +44,18 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import jsonfast
-from .adapters import anthropic, images, openai_chat, openai_responses
+from .adapters import anthropic, images, openai_chat, openai_responses, stream_text
 from .adapters.base import Labels, StreamAdapter
 from .aigc import AigcRecord, new_produce_id
 from .batch_signing import BatchSigner
-from .errors import InvalidRecordError, MalformedFileError
+from .errors import InvalidRecordError, LabelerError, MalformedFileError
 from .formats import detect
 from .policy import LabelPolicy
 from .provenance import PayloadTemplate, sign_payloads
 from .signing import TrustStore
 from .sse import Event, SSEParser, format_comment
 from .text import Position
-from .verification import Verdict, judge_record
+from .verification import Status, Verdict, judge_record
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
@@ -476,38 +477,92 @@ async def _unset_send(message: Message) -> None:  # pragma: no cover - replaced 
 # -- checking what the middleware produced ----------------------------------------------------------
 
 
-def verify_response(headers: Mapping[str, str], body: bytes, trust: TrustStore | None = None) -> Verdict:
-    """Verdict on a non-streamed labelled response: the ``AIGC`` header against the body."""
-    value = next((v for k, v in headers.items() if k.lower() == "aigc"), "")
-    record = AigcRecord.from_json(value)
-    return judge_record(
-        record,
-        record.ReservedCode1,
-        lambda: hashlib.sha256(body).digest(),
-        trust,
-        media_format="json",
-        label_source="http-header",
-    )
+_COMMENT_LINE = re.compile(rb"(?:\A|(?<=[\r\n])): ?AIGC ([^\r\n]*)")  #: a comment line, any line ending
 
 
-def verify_stream(text: str, raw_stream: bytes, trust: TrustStore | None = None) -> Verdict:
-    """Verdict on a labelled stream: the trailing ``: AIGC`` comment against the assembled text."""
-    comment = next(
-        (
-            line
-            for line in raw_stream.decode("utf-8", "replace").splitlines()
-            if line.startswith(": " + COMMENT_PREFIX)
-        ),
-        None,
-    )
-    if comment is None:
-        raise InvalidRecordError("no AIGC comment in the stream")
-    record = AigcRecord.from_json(comment[len(": " + COMMENT_PREFIX) :])
-    return judge_record(
-        record,
-        record.ReservedCode1,
-        lambda: hashlib.sha256(text.encode("utf-8")).digest(),
-        trust,
-        media_format="text",
-        label_source="sse-comment",
-    )
+def _header_values(headers: Mapping[str, str] | Iterable[tuple[Any, Any]], name: str) -> list[str]:
+    """Every value of header ``name``, duplicates kept (httpx's ``multi_items``, Starlette's
+    ``items``, a dict, or (name, value) pairs of str or bytes)."""
+    multi = getattr(headers, "multi_items", None)
+    if callable(multi):
+        items: Iterable[tuple[Any, Any]] = multi()
+    elif isinstance(headers, Mapping):
+        items = headers.items()
+    else:
+        items = headers
+    out = []
+    for key, value in items:
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        if key.lower() == name:
+            out.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
+    return out
+
+
+def _one_record(values: list[str], what: str, media_format: str, source: str) -> AigcRecord | Verdict:
+    """The record when there is exactly one that parses; else the verdict saying why not."""
+    if not values:
+        return Verdict(Status.NO_LABEL, media_format, problems=(f"no {what}",))
+    if len(values) > 1:  # which one would count is anyone's guess: neither does
+        return Verdict(
+            Status.MALFORMED_LABEL,
+            media_format,
+            label_source=source,
+            problems=(f"{len(values)} {what}s: a response carries one record",),
+        )
+    try:
+        return AigcRecord.from_json(values[0])
+    except InvalidRecordError as exc:
+        problem = str(exc)
+        if re.match(r"\s*\{.*\}\s*,\s*\{", values[0], re.DOTALL):
+            problem = f"more than one {what}, joined with a comma: {problem}"
+        return Verdict(Status.MALFORMED_LABEL, media_format, label_source=source, problems=(problem,))
+
+
+def _judge(
+    record: AigcRecord, digest: Any, trust: TrustStore | None, media_format: str, source: str
+) -> Verdict:
+    try:
+        return judge_record(
+            record, record.ReservedCode1, digest, trust, media_format=media_format, label_source=source
+        )
+    except LabelerError as exc:
+        return Verdict(
+            Status.MALFORMED_LABEL, media_format, record, label_source=source, problems=(str(exc),)
+        )
+
+
+def verify_response(
+    headers: Mapping[str, str] | Iterable[tuple[Any, Any]], body: bytes, trust: TrustStore | None = None
+) -> Verdict:
+    """Verdict on a non-streamed labelled response: the ``AIGC`` header against the body.
+    Never raises on content: no header is ``no-label``, two or more ``malformed-label``."""
+    found = _one_record(_header_values(headers, "aigc"), "AIGC header", "json", "http-header")
+    if isinstance(found, Verdict):
+        return found
+    return _judge(found, lambda: hashlib.sha256(body).digest(), trust, "json", "http-header")
+
+
+def verify_stream(
+    text: str | bytes | None, raw_stream: bytes | None = None, trust: TrustStore | None = None
+) -> Verdict:
+    """Verdict on a labelled stream: its one ``: AIGC`` comment against the text a client
+    assembled. ``verify_stream(raw, trust=...)`` (or ``text=None``) assembles the text itself from
+    the stream's events (chat chunks, Responses or Anthropic events). Never raises on content:
+    no comment is ``no-label``, two or more ``malformed-label``."""
+    shown: str | bytes | None = text
+    if raw_stream is not None:
+        raw = raw_stream
+    elif isinstance(text, bytes):
+        shown, raw = None, text
+    else:
+        return Verdict(Status.UNREADABLE, "text", problems=("no stream given",))
+    values = [m.group(1).decode("utf-8", "replace") for m in _COMMENT_LINE.finditer(raw)]
+    found = _one_record(values, "AIGC comment", "text", "sse-comment")
+    if isinstance(found, Verdict):
+        return found
+    if shown is None:
+        shown = stream_text(raw)
+    elif isinstance(shown, bytes):
+        shown = shown.decode("utf-8", "replace")
+    data = shown.encode("utf-8", "surrogatepass")  # as the middleware hashes what it streams
+    return _judge(found, lambda: hashlib.sha256(data).digest(), trust, "text", "sse-comment")
