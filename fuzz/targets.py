@@ -5,6 +5,7 @@ is the expected, typed outcome of bad input, and anything else that escapes is a
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,12 +73,68 @@ def _token(data: bytes) -> None:
 
 
 def _sse(data: bytes) -> None:
+    """Chunked as the mutation says or whole: the same events, every byte forwarded once."""
     from labeler.sse import SSEParser
 
-    parser = SSEParser()
+    parser, whole = SSEParser(), SSEParser()
     step = 1 + (data[0] % 7 if data else 0)
+    events = []
     for i in range(0, len(data), step):
-        parser.feed(data[i : i + step])
+        events += parser.feed(data[i : i + step])
+    rest = parser.flush()
+    at_once = whole.feed(data)
+    assert [e.raw for e in events] == [e.raw for e in at_once], "chunking changed the events"
+    assert rest == whole.flush() and b"".join(e.raw for e in events) + rest == data, "bytes lost"
+    for event in events:
+        event.json()
+
+
+def _verify_stream(data: bytes) -> None:
+    """``verify_stream`` / ``verify_response`` answer anything with a verdict."""
+    from labeler.middleware import verify_response, verify_stream
+
+    verify_stream(data)
+    verify_stream("text", data)
+    head, _, body = data.partition(b"\n\n")
+    verify_response([(b"aigc", line) for line in head.split(b"\n")], body)
+
+
+def _stream_seeds() -> list[bytes]:
+    """Streams as the middleware labels them: chat, Responses and Anthropic, signed."""
+    import asyncio
+
+    from labeler.demo.server import create_app
+    from labeler.middleware import LabelingMiddleware
+
+    async def run(path: str, body: bytes) -> bytes:
+        app = LabelingMiddleware(create_app(token_delay=0), policy=seeds.policy(), text_position="both")
+        out: list[bytes] = []
+        asked = asyncio.Event()
+
+        async def receive() -> dict[str, object]:
+            if asked.is_set():
+                await asyncio.Event().wait()
+            asked.set()
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            out.append(message.get("body", b""))  # type: ignore[arg-type]
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [(b"content-type", b"application/json")],
+        }
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        return b"".join(out)
+
+    requests = [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stream": True}),
+        ("/v1/responses", {"input": "hi", "stream": True}),
+        ("/v1/messages", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 9, "stream": True}),
+    ]
+    return [asyncio.run(run(path, json.dumps(body).encode())) for path, body in requests]
 
 
 def _text(data: bytes) -> None:
@@ -202,6 +259,7 @@ def all_targets() -> list[Target]:
         Target("gb-aigc-json", _aigc, seeds.records),
         Target("signature-token", _token, _token_seeds),
         Target("sse-parser", _sse, _sse_seeds),
+        Target("verify_stream/response", _verify_stream, _stream_seeds, ()),
         Target("text-label-detector", _text, seeds.texts),
         Target("audio-rhythm", _rhythm, lambda: seeds.of_format("wav")),
         Target("document-label", _document, lambda: seeds.of_format("pdf") + seeds.of_format("docx")),

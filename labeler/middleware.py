@@ -7,10 +7,14 @@ GZipMiddleware does); the middleware object itself holds only configuration and 
 
 * JSON (OpenAI chat / Responses, Anthropic Messages, OpenAI Images): the body is buffered up to
   ``max_body_size``, labelled, re-serialised, and sent with a fixed Content-Length.
-* SSE (``text/event-stream``): headers go out at once; every upstream event is forwarded the
+* SSE (``text/event-stream``): the headers go out with the first event, which shows whether the
+  stream is one we label (only then do they claim a label); every upstream event is forwarded the
   moment it is complete, label events are inserted at the start and/or end, unknown events pass
   untouched, ``[DONE]`` stays last. The signed record binding the streamed text travels as a
-  trailing SSE *comment*, which every conforming client ignores.
+  trailing SSE *comment*, which every conforming client ignores (announced by
+  ``AIGC-Provenance: sse-comment`` only when a signing key makes one).
+* ``Content-Encoding: gzip`` / ``deflate`` bodies are decoded (bounded: ``max_body_size`` in all,
+  64 KiB pieces for streams) and labelled, then sent uncompressed; other codings can't be labelled.
 * Images (``image/png|jpeg|webp|gif``): visible + implicit label + signature.
 * Audio (``audio/wav|mpeg|flac|ogg``, e.g. OpenAI ``audio/speech``), video (``video/mp4``) and
   documents (PDF, DOCX): the record in the format's own tag, plus per ``visible_media`` the
@@ -20,9 +24,10 @@ GZipMiddleware does); the middleware object itself holds only configuration and 
 * Labelled responses carry ``AI-Generated: true``, ``AIGC`` (the GB record), ``AIGC-Filing-Number``
   and ``AIGC-Label`` (non-ASCII percent-encoded). ``GET /.well-known/aigc-label`` tells a UI what
   to show persistently.
-* On a labelling failure: ``fail_mode="closed"`` answers a clean 500 JSON error,
-  ``"open"`` passes the original through (logged and counted). The host app never sees our
-  exceptions, and a body is never sent half-labelled.
+* On a labelling failure: ``fail_mode="closed"`` answers a clean 500 JSON error (a stream whose
+  headers are out ends with its API's own error event, after the record of what was labelled);
+  ``"open"`` passes the original through, with no header claiming a label (logged and counted).
+  The host app never sees our exceptions, and a body is never sent half-labelled.
 """
 
 from __future__ import annotations
@@ -33,28 +38,29 @@ import hashlib
 import json
 import logging
 import os
+import re
 import weakref
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import anyio
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import jsonfast
-from .adapters import anthropic, images, openai_chat, openai_responses
-from .adapters.base import Labels, StreamAdapter
+from .adapters import STREAM_ADAPTERS, anthropic, images, openai_chat, openai_responses, stream_text
+from .adapters.base import Labels, StreamAdapter, error_event, error_object
 from .aigc import AigcRecord, new_produce_id
 from .batch_signing import BatchSigner
-from .errors import InvalidRecordError, MalformedFileError
+from .errors import InvalidRecordError, LabelerError, MalformedFileError
 from .formats import detect
 from .policy import LabelPolicy
 from .provenance import PayloadTemplate, sign_payloads
 from .signing import TrustStore
-from .sse import Event, SSEParser, format_comment
+from .sse import MAX_PENDING, Event, EventTooLargeError, SSEParser, format_comment
 from .text import Position
-from .verification import Verdict, judge_record
+from .verification import Status, Verdict, judge_record
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
@@ -74,13 +80,10 @@ OTHER_MEDIA_TYPES = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }  # fmt: skip
 MEDIA_TYPES = IMAGE_TYPES | AUDIO_TYPES | OTHER_MEDIA_TYPES
-STREAM_ADAPTERS: tuple[type[StreamAdapter], ...] = (
-    openai_chat.ChatStream,
-    openai_responses.ResponsesStream,
-    anthropic.AnthropicStream,
-)
 TEXT_JSON_ADAPTERS = (openai_chat.label_json, openai_responses.label_json, anthropic.label_json)
 COMMENT_PREFIX = "AIGC "
+#: stream bytes (comments, keep-alives) held before the first event decides the headers
+HOLD_BEFORE_HEADERS = 64 * 1024
 
 
 class LabelingMiddleware:
@@ -96,6 +99,7 @@ class LabelingMiddleware:
         exclude_paths: Sequence[str] = (),
         fail_mode: Literal["closed", "open"] = "closed",
         max_body_size: int = 32 * 1024 * 1024,
+        max_event_size: int = MAX_PENDING,
         info_path: str | None = "/.well-known/aigc-label",
         add_headers: bool = True,
         c2pa: C2paConfig | None = None,
@@ -116,6 +120,7 @@ class LabelingMiddleware:
         self.exclude_paths = tuple(exclude_paths)
         self.fail_mode = fail_mode
         self.max_body_size = max_body_size
+        self.max_event_size = max_event_size  #: one SSE event larger than this can't be labelled
         self.info_path = info_path
         self.add_headers = add_headers
         self.c2pa = c2pa  #: given: image responses also get C2PA Content Credentials
@@ -221,9 +226,84 @@ class LabelingMiddleware:
 
 
 def _error_body(message: str) -> bytes:
-    return json.dumps(
-        {"error": {"message": message, "type": "labeling_error", "code": "aigc_label_failed"}}
-    ).encode()
+    return json.dumps({"error": error_object(message)}).encode()
+
+
+def _content_coding(value: str) -> str | None:
+    """The coding of a Content-Encoding value that we can undo: "identity", "gzip" or "deflate";
+    None for anything else (br, zstd, compress, codings stacked)."""
+    codings = [c.strip().lower() for c in value.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return "identity"
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return "deflate" if codings[0] == "deflate" else "gzip"
+    return None
+
+
+class _TooLargeError(MalformedFileError):
+    """A compressed body decodes to more than the middleware buffers."""
+
+
+class _Inflater:
+    """gzip / deflate, undone in pieces of at most ``PIECE`` bytes, at most ``limit`` in all
+    (None: no total, for streams, which are sent on piece by piece): a bomb can't take memory."""
+
+    PIECE = 64 * 1024
+
+    def __init__(self, coding: str, limit: int | None) -> None:
+        self.coding = coding
+        self.limit = limit
+        self.size = 0
+        self.ended = False  #: the compressed stream is complete; what follows is ignored (as gzip(1))
+        self._head = b""  #: deflate: the first 2 bytes tell zlib-wrapped (as RFC 9110 says) from raw
+        self._d: Any = zlib.decompressobj(31) if coding == "gzip" else None
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self.ended or not data:
+            return
+        if self._d is None:
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._d = zlib.decompressobj(15 if wrapped else -15)
+        d = self._d
+        while True:
+            try:
+                out = d.decompress(data, self.PIECE)
+            except zlib.error as exc:
+                raise MalformedFileError(f"the {self.coding} body does not decode: {exc}") from None
+            if out:
+                self.size += len(out)
+                if self.limit is not None and self.size > self.limit:
+                    raise _TooLargeError(f"the {self.coding} body decodes to over {self.limit} bytes")
+                yield out
+            rest = d.unconsumed_tail
+            if d.eof:
+                more = d.unused_data
+                if self.coding == "gzip" and more[:2] == b"\x1f\x8b":  # the next gzip member
+                    self._d = d = zlib.decompressobj(31)
+                    data = more
+                    continue
+                self.ended = True
+                return
+            if not rest and len(out) < self.PIECE:
+                return  # all input used, nothing held back
+            if not out and rest == data:
+                raise MalformedFileError(f"the {self.coding} body does not decode")  # no progress
+            data = rest
+
+    def finish(self) -> None:
+        if not self.ended:
+            raise MalformedFileError(f"the {self.coding} body ends before its end")
+
+
+class _Unlabelable(Exception):
+    """A stream stopped being one we can label (an event too large, an adapter error, signing)."""
+
+    unsent = b""  #: events parsed but not sent: passed on as they came under fail_mode="open"
 
 
 class _Responder:
@@ -233,14 +313,23 @@ class _Responder:
         self.mw = mw
         self.send: Send = _unset_send
         self.start: Message = {}
-        self.mode: Literal["pass", "json", "media", "sse", "discard"] = "pass"
+        self.mode: Literal["pass", "json", "media", "sse", "sse-raw", "discard"] = "pass"
         self.buffer: list[bytes] = []
         self.size = 0
+        self.decoder: _Inflater | None = None  #: the response is gzip/deflate: decoded to label it
+        self.decoded: list[bytes] = []
+        self.refusal = ""  #: why a response is refused before its headers (fail_mode="closed")
         self.parser: SSEParser | None = None  #: made when the response turns out to be a stream
         self.adapter: StreamAdapter | None = None
         self.finished = False
         self.newline = b"\n"  #: the stream's line ending, from the last event seen
         self.labels = mw.labels
+        self.out: list[bytes] = []  #: stream bytes to send next
+        #: stream output held until the first event shows whether the stream is labelled (and the
+        #: headers may say so); None once the headers are out
+        self.held: list[bytes] | None = None
+        self.held_size = 0
+        self.seen_event = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.send = send
@@ -250,20 +339,21 @@ class _Responder:
         kind = message["type"]
         if kind == "http.response.start":
             self.start = message
-            self.mode = self._mode(message)
-            if self.mode == "sse":
-                self.parser = SSEParser()
-                headers = MutableHeaders(raw=list(message["headers"]))
-                del headers["content-length"]
-                for name, value in self.mw.label_headers(None):
-                    headers.append(name.decode(), value.decode())
-                headers["aigc-provenance"] = "sse-comment"
-                await self.send({**message, "headers": headers.raw})
-            elif self.mode == "pass":
+            mode = self._mode(message)
+            if mode == "refuse":  # known before the headers: a 500 instead of them
+                await self._fail(self.refusal, None)
+                return
+            self.mode = mode
+            if mode == "sse":
+                self.parser = SSEParser(self.mw.max_event_size)
+                self.held = []
+            elif mode == "pass":
                 await self.send(message)
             return
         if kind != "http.response.body":
             if self.mode != "discard":
+                if self.held is not None:
+                    await self._emit([], more=True, release=True)
                 await self.send(message)
             return
         if self.mode == "pass":
@@ -272,47 +362,86 @@ class _Responder:
             await self._stream(message)
         elif self.mode in ("json", "media"):
             await self._buffered(message)
+        elif self.mode == "sse-raw":
+            await self._stream_raw(message)
         # "discard": a fail-closed error was already sent; the app's remaining body is dropped
 
-    def _mode(self, start: Message) -> Literal["pass", "json", "media", "sse"]:
+    def _mode(self, start: Message) -> Literal["pass", "json", "media", "sse", "refuse"]:
         status = start.get("status", 200)
         if not 200 <= status < 300 or status in (204, 205):
             return "pass"
-        ctype, encoding = "", "identity"
+        ctype, encoding = "", b""
         for name, value in start["headers"]:  # one pass, no Headers object: this runs per response
             name = name.lower()
             if name == b"content-type" and not ctype:  # the first one counts, as in Headers.get
                 ctype = value.decode("latin-1").split(";")[0].strip().lower()
-            elif name == b"content-encoding" and encoding == "identity":
-                encoding = value.decode("latin-1")
-        if encoding.strip().lower() != "identity":
-            self.mw.stats["passed_encoded"] += 1
-            logger.warning(
-                "response is %s-encoded; put LabelingMiddleware inside compression middleware", encoding
-            )
-            return "pass"
+            elif name == b"content-encoding":
+                encoding = encoding + b"," + value if encoding else value
+        mode: Literal["json", "media", "sse"]
         if ctype == "text/event-stream":
-            return "sse"
-        if ctype == "application/json" or ctype.endswith("+json"):
-            return "json"
-        if ctype in MEDIA_TYPES:
-            return "media"
-        return "pass"
+            mode = "sse"
+        elif ctype == "application/json" or ctype.endswith("+json"):
+            mode = "json"
+        elif ctype in MEDIA_TYPES:
+            mode = "media"
+        else:
+            return "pass"
+        if encoding:
+            value = encoding.decode("latin-1")
+            coding = _content_coding(value)
+            if coding is None:
+                logger.warning(
+                    "a %s-encoded response can't be labelled (gzip and deflate are decoded); "
+                    "put LabelingMiddleware inside compression middleware",
+                    value,
+                )
+                if self.mw.fail_mode == "open":
+                    self.mw.stats["passed_encoded"] += 1
+                    return "pass"
+                self.refusal = f"Content-Encoding {value!r} is not one the labeller decodes"
+                return "refuse"
+            if coding != "identity":
+                self.decoder = _Inflater(coding, None if mode == "sse" else self.mw.max_body_size)
+        return mode
+
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        """The app's headers, less the ones our rewrite makes wrong (length; encoding, if decoded)."""
+        if self.decoder is None:
+            return [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        return [
+            (k, v)
+            for k, v in self.start["headers"]
+            if k.lower() not in (b"content-length", b"content-encoding")
+        ]
 
     # -- buffered bodies (JSON, images) -------------------------------------------------------------
 
     async def _buffered(self, message: Message) -> None:
         body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
         self.size += len(body)
         if self.size > self.mw.max_body_size:
             self.mw.stats["too_large"] += 1
             await self._fail(f"response body exceeds {self.mw.max_body_size} bytes", message)
             return
         self.buffer.append(body)
-        if message.get("more_body", False):
+        if self.decoder is not None:
+            try:
+                self.decoded += self.decoder.feed(body)
+                if not more:
+                    self.decoder.finish()
+            except MalformedFileError as exc:
+                if isinstance(exc, _TooLargeError):
+                    self.mw.stats["too_large"] += 1
+                    exc = _TooLargeError(f"decoded response body exceeds {self.mw.max_body_size} bytes")
+                self.decoded = []
+                await self._fail(str(exc), {"body": b"", "more_body": more})
+                return
+        if more:
             return
-        raw = b"".join(self.buffer)
-        self.buffer = []
+        encoded = b"".join(self.buffer)
+        raw = b"".join(self.decoded) if self.decoder is not None else encoded
+        self.buffer, self.decoded = [], []
         try:
             if self.mode == "json":
                 labelled = await self._label_json(raw)
@@ -321,15 +450,15 @@ class _Responder:
                     self._label_media, raw, limiter=self.mw.media_limiter()
                 )
         except Exception as exc:
-            await self._fail(f"{type(exc).__name__}: {exc}", None, raw)
+            await self._fail(f"{type(exc).__name__}: {exc}", None, encoded)
             return
         if labelled is None:  # not a shape we label: untouched
             self.mw.stats["passed"] += 1
             await self.send(self.start)
-            await self.send({"type": "http.response.body", "body": raw})
+            await self.send({"type": "http.response.body", "body": encoded})
             return
         new_body, extra = labelled
-        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        headers = self._headers()
         headers.append((b"content-length", str(len(new_body)).encode("ascii")))
         self.mw.stats["labeled"] += 1
         await self.send({**self.start, "headers": headers + extra})
@@ -416,57 +545,194 @@ class _Responder:
     # -- streams ---------------------------------------------------------------------------------------
 
     async def _stream(self, message: Message) -> None:
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        pieces: Iterator[bytes] | None = None
+        try:
+            if self.decoder is None:
+                self._events(body)
+            else:
+                pieces = self.decoder.feed(body)
+                for piece in pieces:
+                    self._events(piece)
+                    await self._emit(self._take(), more=True)  # a piece out before the next is decoded
+                if not more:
+                    self.decoder.finish()
+            if not more:
+                tail = self.parser.flush() if self.parser is not None else b""
+                try:
+                    self.out += self._finish()
+                except _Unlabelable as exc:
+                    exc.unsent = tail
+                    raise
+                self.out.append(tail)
+        except _Unlabelable as exc:
+            await self._stream_failed(str(exc), more, exc.unsent, pieces)
+            return
+        except MalformedFileError as exc:  # the compressed stream is broken: nothing more to pass on
+            if self.decoder is not None:
+                self.decoder.ended = True
+            await self._stream_failed(str(exc), more, b"", None)
+            return
+        await self._emit(self._take(), more)
+
+    def _take(self) -> list[bytes]:
+        out, self.out = self.out, []
+        return out
+
+    def _events(self, data: bytes) -> None:
+        """Parse ``data`` and queue what to send in ``self.out``. Raises _Unlabelable, with the
+        events parsed but not sent in ``unsent``."""
         parser = self.parser
         assert parser is not None  # made with the response start
-        more = message.get("more_body", False)
-        out: list[bytes] = []
         try:
-            events = parser.feed(message.get("body", b""))
-        except MalformedFileError as exc:  # an event that never ends: stop rewriting, pass the rest
-            logger.warning("SSE stream no longer labelled: %s", exc)
-            self.mw.stats["event_errors"] += 1
-            out.append(parser.flush())
-            self.mode = "pass"
-            events = []
-        for event in events:
-            out += self._rewrite(event)
-        if not more:
-            tail = parser.flush()
-            out += self._finish()
-            out.append(tail)
-        payload = b"".join(out)
-        if payload or not more:
-            await self.send({"type": "http.response.body", "body": payload, "more_body": more})
+            events = parser.feed(data)
+        except EventTooLargeError as exc:
+            self._rewrite_all(exc.events)
+            raise _Unlabelable(str(exc)) from None
+        self._rewrite_all(events)
 
-    def _rewrite(self, event: Event) -> list[bytes]:
-        self.newline = event.newline
-        if event.data == "[DONE]":
-            return [*self._finish(), event.raw]
+    def _rewrite_all(self, events: list[Event]) -> None:
+        done = 0
         try:
-            if self.adapter is not None:
+            for event in events:
+                self._rewrite(event)
+                done += 1
+        except _Unlabelable as exc:
+            exc.unsent = b"".join(e.raw for e in events[done:])
+            raise
+
+    def _rewrite(self, event: Event) -> None:
+        self.newline = event.newline
+        if event.data is None and event.event is None:  # a comment, a keep-alive: as it came
+            self.out.append(event.raw)
+            return
+        self.seen_event = True
+        if event.data == "[DONE]":
+            self.out += self._finish()
+            self.out.append(event.raw)
+            return
+        if self.adapter is not None:
+            try:
                 result = self.adapter.on_event(event)
-                return result if result is not None else [event.raw]
-            for adapter_type in STREAM_ADAPTERS:
-                candidate = adapter_type(self.labels)
+            except Exception as exc:  # what we would send is no longer what we sign: stop
+                raise _Unlabelable(f"an event could not be labelled: {type(exc).__name__}: {exc}") from exc
+            if result is None:
+                self.out.append(event.raw)
+            else:
+                self.out += result
+            return
+        for adapter_type in STREAM_ADAPTERS:
+            candidate = adapter_type(self.labels)
+            try:
                 result = candidate.on_event(event)
-                if result is not None:
-                    self.adapter = candidate
-                    self.mw.stats["labeled"] += 1
-                    return result
-        except Exception as exc:
-            logger.warning("SSE event passed through unlabelled: %s", exc)
-            self.mw.stats["event_errors"] += 1
-        return [event.raw]
+            except Exception:  # not this API's event after all
+                continue
+            if result is not None:
+                self.adapter = candidate
+                self.mw.stats["labeled"] += 1
+                self.out += result
+                return
+        self.out.append(event.raw)
 
     def _finish(self) -> list[bytes]:
         if self.finished or self.adapter is None:
             return []
         self.finished = True
-        out = self.adapter.finish()
-        if self.adapter.saw_text and self.mw.policy.signing_key is not None:
+        return self.adapter.finish() + self._record_comment()
+
+    def _record_comment(self) -> list[bytes]:
+        """The signed record of the text sent so far (when the headers announce one)."""
+        if self.mw.policy.signing_key is None or self.adapter is None:
+            return []
+        try:
             record = self.mw.record_json(self.adapter.digest.digest(), "text")
-            out.append(format_comment(COMMENT_PREFIX + record, self.newline))
-        return out
+        except Exception as exc:
+            raise _Unlabelable(f"the record could not be signed: {type(exc).__name__}: {exc}") from exc
+        return [format_comment(COMMENT_PREFIX + record, self.newline)]
+
+    async def _emit(self, out: list[bytes], more: bool, release: bool = False) -> None:
+        """Send stream bytes; the headers go first, once the first event says what they may claim."""
+        if self.held is not None:
+            self.held += out
+            self.held_size += sum(map(len, out))
+            if more and not release and not self.seen_event and self.held_size <= HOLD_BEFORE_HEADERS:
+                return
+            out, self.held = self.held, None
+            await self.send({**self.start, "headers": self._stream_headers()})
+        payload = b"".join(out)
+        if payload or not more:
+            await self.send({"type": "http.response.body", "body": payload, "more_body": more})
+
+    def _stream_headers(self) -> list[tuple[bytes, bytes]]:
+        headers = self._headers()
+        if self.adapter is not None:  # the stream is one we label: the label goes out, say so
+            headers += self.mw.label_headers(None)
+            if self.mw.add_headers and self.mw.policy.signing_key is not None:
+                headers.append((b"aigc-provenance", b"sse-comment"))
+        return headers
+
+    async def _stream_failed(
+        self, reason: str, more: bool, unsent: bytes, pieces: Iterator[bytes] | None
+    ) -> None:
+        """The rest of the stream can't be labelled. Closed: before the headers a 500 refusal,
+        after them what was labelled, its record and the API's own error event; then nothing.
+        Open: the record of what was labelled (the headers announced it), then the rest as it
+        came (``unsent``, the parser's pending bytes, the rest of ``pieces``), no end label."""
+        closed = self.mw.fail_mode == "closed"
+        logger.warning("stream labelling failed (%s mode): %s", self.mw.fail_mode, reason)
+        self.mw.stats["event_errors"] += 1
+        assert self.parser is not None
+        pending = self.parser.flush()
+        if closed and self.held is not None:  # nothing sent yet: refuse, as for a JSON body
+            self.held, self.out = None, []
+            await self._fail(reason, None)
+            return
+        out = self._take()
+        if self.adapter is not None and not self.finished:
+            self.finished = True
+            try:
+                if closed:
+                    out += self.adapter.finish()
+                out += self._record_comment()
+            except Exception as exc:  # an end label or the signature failed too
+                logger.warning("no record for the stream: %s", exc)
+        if closed:
+            self.mw.stats["fail_closed"] += 1
+            message = f"the response could not be labelled as AI-generated: {reason}"[:500]
+            adapter = self.adapter
+            out.append((adapter.error_event if adapter else error_event)(message, self.newline))
+            self.mode = "discard"
+            await self._emit(out, more=False, release=True)
+            return
+        self.mw.stats["fail_open"] += 1
+        self.mode = "sse-raw"
+        out += [unsent, pending]
+        if pieces is not None:  # the rest of this body, decoded piece by piece
+            await self._emit(out, more=True, release=True)
+            out = []
+            try:
+                for piece in pieces:
+                    await self.send({"type": "http.response.body", "body": piece, "more_body": True})
+            except MalformedFileError as exc:
+                logger.warning("stream passed through: %s", exc)
+                self.decoder.ended = True  # type: ignore[union-attr]
+        await self._emit(out, more, release=True)
+
+    async def _stream_raw(self, message: Message) -> None:
+        """After a fail-open: the rest of the stream as it comes (decoded, as the headers say)."""
+        if self.decoder is None:
+            await self.send(message)
+            return
+        more = bool(message.get("more_body", False))
+        try:
+            for piece in self.decoder.feed(message.get("body", b"")):
+                await self.send({"type": "http.response.body", "body": piece, "more_body": True})
+        except MalformedFileError as exc:
+            logger.warning("stream passed through: %s", exc)
+            self.decoder.ended = True
+        if not more:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _unset_send(message: Message) -> None:  # pragma: no cover - replaced before use
@@ -476,38 +742,92 @@ async def _unset_send(message: Message) -> None:  # pragma: no cover - replaced 
 # -- checking what the middleware produced ----------------------------------------------------------
 
 
-def verify_response(headers: Mapping[str, str], body: bytes, trust: TrustStore | None = None) -> Verdict:
-    """Verdict on a non-streamed labelled response: the ``AIGC`` header against the body."""
-    value = next((v for k, v in headers.items() if k.lower() == "aigc"), "")
-    record = AigcRecord.from_json(value)
-    return judge_record(
-        record,
-        record.ReservedCode1,
-        lambda: hashlib.sha256(body).digest(),
-        trust,
-        media_format="json",
-        label_source="http-header",
-    )
+_COMMENT_LINE = re.compile(rb"(?:\A|(?<=[\r\n])): ?AIGC ([^\r\n]*)")  #: a comment line, any line ending
 
 
-def verify_stream(text: str, raw_stream: bytes, trust: TrustStore | None = None) -> Verdict:
-    """Verdict on a labelled stream: the trailing ``: AIGC`` comment against the assembled text."""
-    comment = next(
-        (
-            line
-            for line in raw_stream.decode("utf-8", "replace").splitlines()
-            if line.startswith(": " + COMMENT_PREFIX)
-        ),
-        None,
-    )
-    if comment is None:
-        raise InvalidRecordError("no AIGC comment in the stream")
-    record = AigcRecord.from_json(comment[len(": " + COMMENT_PREFIX) :])
-    return judge_record(
-        record,
-        record.ReservedCode1,
-        lambda: hashlib.sha256(text.encode("utf-8")).digest(),
-        trust,
-        media_format="text",
-        label_source="sse-comment",
-    )
+def _header_values(headers: Mapping[str, str] | Iterable[tuple[Any, Any]], name: str) -> list[str]:
+    """Every value of header ``name``, duplicates kept (httpx's ``multi_items``, Starlette's
+    ``items``, a dict, or (name, value) pairs of str or bytes)."""
+    multi = getattr(headers, "multi_items", None)
+    if callable(multi):
+        items: Iterable[tuple[Any, Any]] = multi()
+    elif isinstance(headers, Mapping):
+        items = headers.items()
+    else:
+        items = headers
+    out = []
+    for key, value in items:
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        if key.lower() == name:
+            out.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
+    return out
+
+
+def _one_record(values: list[str], what: str, media_format: str, source: str) -> AigcRecord | Verdict:
+    """The record when there is exactly one that parses; else the verdict saying why not."""
+    if not values:
+        return Verdict(Status.NO_LABEL, media_format, problems=(f"no {what}",))
+    if len(values) > 1:  # which one would count is anyone's guess: neither does
+        return Verdict(
+            Status.MALFORMED_LABEL,
+            media_format,
+            label_source=source,
+            problems=(f"{len(values)} {what}s: a response carries one record",),
+        )
+    try:
+        return AigcRecord.from_json(values[0])
+    except InvalidRecordError as exc:
+        problem = str(exc)
+        if re.match(r"\s*\{.*\}\s*,\s*\{", values[0], re.DOTALL):
+            problem = f"more than one {what}, joined with a comma: {problem}"
+        return Verdict(Status.MALFORMED_LABEL, media_format, label_source=source, problems=(problem,))
+
+
+def _judge(
+    record: AigcRecord, digest: Any, trust: TrustStore | None, media_format: str, source: str
+) -> Verdict:
+    try:
+        return judge_record(
+            record, record.ReservedCode1, digest, trust, media_format=media_format, label_source=source
+        )
+    except LabelerError as exc:
+        return Verdict(
+            Status.MALFORMED_LABEL, media_format, record, label_source=source, problems=(str(exc),)
+        )
+
+
+def verify_response(
+    headers: Mapping[str, str] | Iterable[tuple[Any, Any]], body: bytes, trust: TrustStore | None = None
+) -> Verdict:
+    """Verdict on a non-streamed labelled response: the ``AIGC`` header against the body.
+    Never raises on content: no header is ``no-label``, two or more ``malformed-label``."""
+    found = _one_record(_header_values(headers, "aigc"), "AIGC header", "json", "http-header")
+    if isinstance(found, Verdict):
+        return found
+    return _judge(found, lambda: hashlib.sha256(body).digest(), trust, "json", "http-header")
+
+
+def verify_stream(
+    text: str | bytes | None, raw_stream: bytes | None = None, trust: TrustStore | None = None
+) -> Verdict:
+    """Verdict on a labelled stream: its one ``: AIGC`` comment against the text a client
+    assembled. ``verify_stream(raw, trust=...)`` (or ``text=None``) assembles the text itself from
+    the stream's events (chat chunks, Responses or Anthropic events). Never raises on content:
+    no comment is ``no-label``, two or more ``malformed-label``."""
+    shown: str | bytes | None = text
+    if raw_stream is not None:
+        raw = raw_stream
+    elif isinstance(text, bytes):
+        shown, raw = None, text
+    else:
+        return Verdict(Status.UNREADABLE, "text", problems=("no stream given",))
+    values = [m.group(1).decode("utf-8", "replace") for m in _COMMENT_LINE.finditer(raw)]
+    found = _one_record(values, "AIGC comment", "text", "sse-comment")
+    if isinstance(found, Verdict):
+        return found
+    if shown is None:
+        shown = stream_text(raw)
+    elif isinstance(shown, bytes):
+        shown = shown.decode("utf-8", "replace")
+    data = shown.encode("utf-8", "surrogatepass")  # as the middleware hashes what it streams
+    return _judge(found, lambda: hashlib.sha256(data).digest(), trust, "text", "sse-comment")

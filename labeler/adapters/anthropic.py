@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sse import Event
+from ..sse import Event, format_event
 from .base import Labels, StreamAdapter, label_parts
 
 _EVENTS = {
@@ -40,6 +40,26 @@ class AnthropicStream(StreamAdapter):
         self.started = False
         self.text_blocks: set[int] = set()
         self.held: tuple[Event, int] | None = None
+
+    @staticmethod
+    def texts(obj: Any) -> list[str] | None:
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind not in _EVENTS:
+            return None
+        assert isinstance(obj, dict)
+        if kind == "content_block_start":
+            block = obj.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
+                return [block["text"]]
+        elif kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                return [delta["text"]] if isinstance(delta.get("text"), str) else []
+        return []
+
+    def error_event(self, message: str, newline: bytes) -> bytes:
+        obj = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return format_event(obj, event="error", newline=newline)  # as the Messages API does
 
     def _delta(self, template: Event, index: int, text: str) -> bytes:
         self.text(text)

@@ -53,18 +53,42 @@ def label_parts(parts: list[dict[str, Any]], labels: Labels) -> None:
         parts[-1]["text"] = Labels(labels.policy, "end").apply(parts[-1]["text"])
 
 
+def error_object(message: str) -> dict[str, str]:
+    """The error the middleware answers with when it cannot label (JSON body or stream event)."""
+    return {"message": message, "type": "labeling_error", "code": "aigc_label_failed"}
+
+
+def error_event(message: str, newline: bytes = b"\n") -> bytes:
+    """A clean end for a stream of no API we know: an ``error`` event."""
+    return format_event({"error": error_object(message)}, event="error", newline=newline)
+
+
 @dataclass
 class StreamAdapter:
     """Rewrites one API's stream. ``on_event`` returns the bytes to send in place of an event
-    (the event itself, plus inserted label events), or ``None`` for an event it doesn't know."""
+    (the event itself, plus inserted label events), or ``None`` for an event it doesn't know.
+
+    ``digest`` covers the text a client assembles from what is *emitted*, in emission order:
+    :meth:`texts` reads the same fragments back from a stream, so a verifier can rebuild it."""
 
     labels: Labels
     digest: Any = field(default_factory=hashlib.sha256)  #: over emitted text, in order
     saw_text: bool = False
 
     def text(self, fragment: str) -> None:
-        self.digest.update(fragment.encode("utf-8"))
+        # surrogatepass: JSON may carry lone surrogates ("\\ud800"); they are hashed, not refused
+        self.digest.update(fragment.encode("utf-8", "surrogatepass"))
         self.saw_text = True
+
+    @staticmethod
+    def texts(obj: Any) -> list[str] | None:
+        """The text fragments a client shows from one event's JSON data, in order; ``None``
+        when the event is not of this API."""
+        raise NotImplementedError
+
+    def error_event(self, message: str, newline: bytes) -> bytes:
+        """The stream's clean end when labelling fails, as this API reports errors mid-stream."""
+        return error_event(message, newline)
 
     def on_event(self, event: Event) -> list[bytes] | None:
         raise NotImplementedError

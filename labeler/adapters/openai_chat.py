@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sse import Event
-from .base import Labels, StreamAdapter, label_parts
+from ..sse import Event, format_event
+from .base import Labels, StreamAdapter, error_object, label_parts
 
 
 def label_json(obj: dict[str, Any], labels: Labels) -> bool:
@@ -37,7 +37,21 @@ class ChatStream(StreamAdapter):
         self.ended: set[int] = set()
         self.last: Event | None = None
 
-    def _chunk(self, index: int, text: str, template: Event) -> bytes:
+    @staticmethod
+    def texts(obj: Any) -> list[str] | None:
+        if not isinstance(obj, dict) or obj.get("object") != "chat.completion.chunk":
+            return None
+        out = []
+        for choice in obj.get("choices") or []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                out.append(delta["content"])
+        return out
+
+    def error_event(self, message: str, newline: bytes) -> bytes:
+        return format_event({"error": error_object(message)}, newline=newline)  # as OpenAI streams do
+
+    def _chunk(self, index: Any, text: str, template: Event) -> bytes:
         self.text(text)
         obj = {
             **self.envelope,
@@ -53,8 +67,10 @@ class ChatStream(StreamAdapter):
         self.envelope = {
             k: obj[k] for k in ("id", "object", "created", "model", "system_fingerprint") if k in obj
         }
-        before: list[bytes] = []
-        after: list[bytes] = []
+        before: list[Any] = []  #: choices whose start label goes before the event (it has text)
+        after: list[Any] = []  #: ... after it (a role-only delta opens the message)
+        ends: list[dict[str, Any]] = []  #: choices this event finishes: the end label goes first
+        contents: list[str] = []
         for choice in obj.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
@@ -64,18 +80,30 @@ class ChatStream(StreamAdapter):
             opens = isinstance(delta, dict) and ("role" in delta or bool(content))
             if self.labels.start and index not in self.started and opens:
                 self.started.add(index)
-                if content:  # the first chunk already carries text: the label goes first
-                    before.append(self._chunk(index, self.labels.start, event))
-                    self.text(content)
-                    content = None
-                else:
-                    after.append(self._chunk(index, self.labels.start, event))
-            if isinstance(content, str):
-                self.text(content)
+                (before if content else after).append(index)
+            if isinstance(content, str) and content:
+                contents.append(content)
             if self.labels.end and choice.get("finish_reason") and index not in self.ended:
                 self.ended.add(index)
-                before.append(self._chunk(index, self.labels.end, event))
-        return [*before, event.raw, *after]
+                ends.append(choice)
+        # emission order is digest order: start labels, the event's text, late start labels, end labels
+        out = [self._chunk(i, self.labels.start, event) for i in before]
+        for content in contents:
+            self.text(content)
+        if not ends:
+            return [*out, event.raw, *(self._chunk(i, self.labels.start, event) for i in after)]
+        if not contents and not after:  # the usual finish chunk: end label, then the finish
+            return [*out, *(self._chunk(c.get("index", 0), self.labels.end, event) for c in ends), event.raw]
+        # text and finish_reason in one event: the text, then the end label, then the finish
+        ending = {id(c) for c in ends}
+        unfinished = [{**c, "finish_reason": None} if id(c) in ending else c for c in obj["choices"]]
+        out.append(self.emit(event, {**obj, "choices": unfinished}))
+        out += [self._chunk(i, self.labels.start, event) for i in after]
+        out += [self._chunk(c.get("index", 0), self.labels.end, event) for c in ends]
+        finish = [
+            {"index": c.get("index", 0), "delta": {}, "finish_reason": c["finish_reason"]} for c in ends
+        ]
+        return [*out, self.emit(event, {**self.envelope, "choices": finish})]
 
     def finish(self) -> list[bytes]:
         if not self.labels.end or self.last is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sse import Event
+from ..sse import Event, format_event
 from .base import Labels, StreamAdapter, label_parts
 
 
@@ -34,6 +34,21 @@ class ResponsesStream(StreamAdapter):
     def __init__(self, labels: Labels) -> None:
         super().__init__(labels)
         self.started = False
+        self.named = True  #: the stream names its events (``event: response...``), as OpenAI's does
+
+    @staticmethod
+    def texts(obj: Any) -> list[str] | None:
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if not isinstance(kind, str) or not kind.startswith("response."):
+            return None
+        assert isinstance(obj, dict)
+        if kind == "response.output_text.delta" and isinstance(obj.get("delta"), str):
+            return [obj["delta"]]
+        return []
+
+    def error_event(self, message: str, newline: bytes) -> bytes:
+        obj = {"type": "error", "code": "aigc_label_failed", "message": message, "param": None}
+        return format_event(obj, event="error" if self.named else None, newline=newline)
 
     def on_event(self, event: Event) -> list[bytes] | None:
         obj = event.json()
@@ -41,6 +56,7 @@ class ResponsesStream(StreamAdapter):
         if not isinstance(kind, str) or not kind.startswith("response."):
             return None
         assert isinstance(obj, dict)
+        self.named = event.event is not None
         if kind == "response.output_text.delta" and isinstance(obj.get("delta"), str):
             out = []
             if self.labels.start and not self.started:
