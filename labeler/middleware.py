@@ -41,7 +41,7 @@ import os
 import re
 import weakref
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -49,18 +49,18 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import jsonfast
-from .adapters import STREAM_ADAPTERS, anthropic, images, openai_chat, openai_responses, stream_text
+from .adapters import STREAM_ADAPTERS, anthropic, images, openai_chat, openai_responses
 from .adapters.base import Labels, StreamAdapter, error_event, error_object
 from .aigc import AigcRecord, new_produce_id
 from .batch_signing import BatchSigner
-from .errors import InvalidRecordError, LabelerError, MalformedFileError
+from .errors import MalformedFileError
+from .explicit import explicit_label
 from .formats import detect
 from .policy import LabelPolicy
 from .provenance import PayloadTemplate, sign_payloads
-from .signing import TrustStore
 from .sse import MAX_PENDING, Event, EventTooLargeError, SSEParser, format_comment
 from .text import Position
-from .verification import Status, Verdict, judge_record
+from .verification import verify_response, verify_stream
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
@@ -162,6 +162,12 @@ class LabelingMiddleware:
         return limiter
 
     def applies_to(self, path: str) -> bool:
+        """Whether ``path`` is labelled, judged on its normalised form (dot segments resolved,
+        repeated slashes folded), as the app behind us or an upstream will route it:
+        ``/x/../v1/chat`` can't slip past ``include_paths=["/v1"]`` or into an excluded prefix."""
+        if self.include_paths is None and not self.exclude_paths:
+            return True
+        path = _normalise_path(path)
         if any(path.startswith(prefix) for prefix in self.exclude_paths):
             return False
         return self.include_paths is None or any(path.startswith(prefix) for prefix in self.include_paths)
@@ -174,7 +180,7 @@ class LabelingMiddleware:
         if self.info_path and path == self.info_path and scope.get("method") in ("GET", "HEAD"):
             await self._send_info(scope, send)
             return
-        if not self.applies_to(path):
+        if not self.applies_to(path) or scope.get("method") == "HEAD":  # HEAD: headers, no content
             await self.app(scope, receive, send)
             return
         await _Responder(self)(scope, receive, send)
@@ -223,6 +229,21 @@ class LabelingMiddleware:
         if record_json:
             headers.append((b"aigc", record_json.encode("ascii")))
         return headers
+
+
+def _normalise_path(path: str) -> str:
+    """RFC 3986 remove_dot_segments on a decoded path, with ``//`` and ``\\`` folded to ``/``."""
+    out: list[str] = []
+    for segment in re.sub(r"[/\\]+", "/", path).split("/"):
+        if segment == "..":
+            if len(out) > 1:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    normal = "/".join(out)
+    if path.endswith(("/.", "/..")):
+        normal += "/"
+    return normal if normal.startswith("/") else "/" + normal
 
 
 def _error_body(message: str) -> bytes:
@@ -442,6 +463,11 @@ class _Responder:
         encoded = b"".join(self.buffer)
         raw = b"".join(self.decoded) if self.decoder is not None else encoded
         self.buffer, self.decoded = [], []
+        if not raw:  # HEAD, 204-like answers: no content, nothing to label and nothing to claim
+            self.mw.stats["passed"] += 1
+            await self.send(self.start)
+            await self.send({"type": "http.response.body", "body": encoded})
+            return
         try:
             if self.mode == "json":
                 labelled = await self._label_json(raw)
@@ -505,9 +531,10 @@ class _Responder:
             return self.mw.visible_images
         if self.mw.visible_media is False:
             return False
-        if kind == "document":  # a DOCX paragraph or a PDF stamp needs nothing external
+        explicit = explicit_label(name)
+        if explicit is None or not explicit.needs_ffmpeg:  # WAV rhythm, DOCX paragraph, PDF stamp
             return True
-        if self.mw.visible_media == "auto" and name != "wav":
+        if self.mw.visible_media == "auto":
             from . import ffmpeg
 
             if not ffmpeg.available():
@@ -737,97 +764,3 @@ class _Responder:
 
 async def _unset_send(message: Message) -> None:  # pragma: no cover - replaced before use
     raise RuntimeError("responder used before it was called")
-
-
-# -- checking what the middleware produced ----------------------------------------------------------
-
-
-_COMMENT_LINE = re.compile(rb"(?:\A|(?<=[\r\n])): ?AIGC ([^\r\n]*)")  #: a comment line, any line ending
-
-
-def _header_values(headers: Mapping[str, str] | Iterable[tuple[Any, Any]], name: str) -> list[str]:
-    """Every value of header ``name``, duplicates kept (httpx's ``multi_items``, Starlette's
-    ``items``, a dict, or (name, value) pairs of str or bytes)."""
-    multi = getattr(headers, "multi_items", None)
-    if callable(multi):
-        items: Iterable[tuple[Any, Any]] = multi()
-    elif isinstance(headers, Mapping):
-        items = headers.items()
-    else:
-        items = headers
-    out = []
-    for key, value in items:
-        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-        if key.lower() == name:
-            out.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
-    return out
-
-
-def _one_record(values: list[str], what: str, media_format: str, source: str) -> AigcRecord | Verdict:
-    """The record when there is exactly one that parses; else the verdict saying why not."""
-    if not values:
-        return Verdict(Status.NO_LABEL, media_format, problems=(f"no {what}",))
-    if len(values) > 1:  # which one would count is anyone's guess: neither does
-        return Verdict(
-            Status.MALFORMED_LABEL,
-            media_format,
-            label_source=source,
-            problems=(f"{len(values)} {what}s: a response carries one record",),
-        )
-    try:
-        return AigcRecord.from_json(values[0])
-    except InvalidRecordError as exc:
-        problem = str(exc)
-        if re.match(r"\s*\{.*\}\s*,\s*\{", values[0], re.DOTALL):
-            problem = f"more than one {what}, joined with a comma: {problem}"
-        return Verdict(Status.MALFORMED_LABEL, media_format, label_source=source, problems=(problem,))
-
-
-def _judge(
-    record: AigcRecord, digest: Any, trust: TrustStore | None, media_format: str, source: str
-) -> Verdict:
-    try:
-        return judge_record(
-            record, record.ReservedCode1, digest, trust, media_format=media_format, label_source=source
-        )
-    except LabelerError as exc:
-        return Verdict(
-            Status.MALFORMED_LABEL, media_format, record, label_source=source, problems=(str(exc),)
-        )
-
-
-def verify_response(
-    headers: Mapping[str, str] | Iterable[tuple[Any, Any]], body: bytes, trust: TrustStore | None = None
-) -> Verdict:
-    """Verdict on a non-streamed labelled response: the ``AIGC`` header against the body.
-    Never raises on content: no header is ``no-label``, two or more ``malformed-label``."""
-    found = _one_record(_header_values(headers, "aigc"), "AIGC header", "json", "http-header")
-    if isinstance(found, Verdict):
-        return found
-    return _judge(found, lambda: hashlib.sha256(body).digest(), trust, "json", "http-header")
-
-
-def verify_stream(
-    text: str | bytes | None, raw_stream: bytes | None = None, trust: TrustStore | None = None
-) -> Verdict:
-    """Verdict on a labelled stream: its one ``: AIGC`` comment against the text a client
-    assembled. ``verify_stream(raw, trust=...)`` (or ``text=None``) assembles the text itself from
-    the stream's events (chat chunks, Responses or Anthropic events). Never raises on content:
-    no comment is ``no-label``, two or more ``malformed-label``."""
-    shown: str | bytes | None = text
-    if raw_stream is not None:
-        raw = raw_stream
-    elif isinstance(text, bytes):
-        shown, raw = None, text
-    else:
-        return Verdict(Status.UNREADABLE, "text", problems=("no stream given",))
-    values = [m.group(1).decode("utf-8", "replace") for m in _COMMENT_LINE.finditer(raw)]
-    found = _one_record(values, "AIGC comment", "text", "sse-comment")
-    if isinstance(found, Verdict):
-        return found
-    if shown is None:
-        shown = stream_text(raw)
-    elif isinstance(shown, bytes):
-        shown = shown.decode("utf-8", "replace")
-    data = shown.encode("utf-8", "surrogatepass")  # as the middleware hashes what it streams
-    return _judge(found, lambda: hashlib.sha256(data).digest(), trust, "text", "sse-comment")

@@ -14,10 +14,12 @@ import dataclasses
 import enum
 import hashlib
 import hmac
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .adapters import stream_text
 from .aigc import AigcRecord
 from .errors import InvalidRecordError, LabelerError
 from .explicit import explicit_label
@@ -27,7 +29,7 @@ from .signing import ALGORITHMS, TrustStore, b64url_encode
 from .text import find_text_labels, front_matter_label, mark_digest, read_text_mark
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel
 
-__all__ = ["Status", "Verdict", "judge_record", "verify", "verify_text"]
+__all__ = ["Status", "Verdict", "judge_record", "verify", "verify_response", "verify_stream", "verify_text"]
 
 
 class Status(enum.StrEnum):
@@ -484,3 +486,97 @@ def _verify_front_matter(body: str, value: str, trust: TrustStore | None, explic
         label_source="front-matter",
         explicit_label=explicit,
     )
+
+
+# -- HTTP responses and streams (what the middleware produced) ----------------------------------------
+
+
+_COMMENT_LINE = re.compile(rb"(?:\A|(?<=[\r\n])): ?AIGC ([^\r\n]*)")  #: a comment line, any line ending
+
+
+def _header_values(headers: Mapping[str, str] | Iterable[tuple[Any, Any]], name: str) -> list[str]:
+    """Every value of header ``name``, duplicates kept (httpx's ``multi_items``, Starlette's
+    ``items``, a dict, or (name, value) pairs of str or bytes)."""
+    multi = getattr(headers, "multi_items", None)
+    if callable(multi):
+        items: Iterable[tuple[Any, Any]] = multi()
+    elif isinstance(headers, Mapping):
+        items = headers.items()
+    else:
+        items = headers
+    out = []
+    for key, value in items:
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        if key.lower() == name:
+            out.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
+    return out
+
+
+def _one_record(values: list[str], what: str, media_format: str, source: str) -> AigcRecord | Verdict:
+    """The record when there is exactly one that parses; else the verdict saying why not."""
+    if not values:
+        return Verdict(Status.NO_LABEL, media_format, problems=(f"no {what}",))
+    if len(values) > 1:  # which one would count is anyone's guess: neither does
+        return Verdict(
+            Status.MALFORMED_LABEL,
+            media_format,
+            label_source=source,
+            problems=(f"{len(values)} {what}s: a response carries one record",),
+        )
+    try:
+        return AigcRecord.from_json(values[0])
+    except InvalidRecordError as exc:
+        problem = str(exc)
+        if re.match(r"\s*\{.*\}\s*,\s*\{", values[0], re.DOTALL):
+            problem = f"more than one {what}, joined with a comma: {problem}"
+        return Verdict(Status.MALFORMED_LABEL, media_format, label_source=source, problems=(problem,))
+
+
+def _judge(
+    record: AigcRecord, digest: Any, trust: TrustStore | None, media_format: str, source: str
+) -> Verdict:
+    try:
+        return judge_record(
+            record, record.ReservedCode1, digest, trust, media_format=media_format, label_source=source
+        )
+    except LabelerError as exc:
+        return Verdict(
+            Status.MALFORMED_LABEL, media_format, record, label_source=source, problems=(str(exc),)
+        )
+
+
+def verify_response(
+    headers: Mapping[str, str] | Iterable[tuple[Any, Any]], body: bytes, trust: TrustStore | None = None
+) -> Verdict:
+    """Verdict on a non-streamed labelled response: the ``AIGC`` header against the body.
+    Never raises on content: no header is ``no-label``, two or more ``malformed-label``."""
+    found = _one_record(_header_values(headers, "aigc"), "AIGC header", "json", "http-header")
+    if isinstance(found, Verdict):
+        return found
+    return _judge(found, lambda: hashlib.sha256(body).digest(), trust, "json", "http-header")
+
+
+def verify_stream(
+    text: str | bytes | None, raw_stream: bytes | None = None, trust: TrustStore | None = None
+) -> Verdict:
+    """Verdict on a labelled stream: its one ``: AIGC`` comment against the text a client
+    assembled. ``verify_stream(raw, trust=...)`` (or ``text=None``) assembles the text itself from
+    the stream's events (chat chunks, Responses or Anthropic events). Never raises on content:
+    no comment is ``no-label``, two or more ``malformed-label``."""
+    shown: str | bytes | None = text
+    if raw_stream is not None:
+        raw = raw_stream
+    elif isinstance(text, bytes):
+        shown, raw = None, text
+    else:
+        return Verdict(Status.UNREADABLE, "text", problems=("no stream given",))
+    values = [m.group(1).decode("utf-8", "replace") for m in _COMMENT_LINE.finditer(raw)]
+    found = _one_record(values, "AIGC comment", "text", "sse-comment")
+    if isinstance(found, Verdict):
+        return found
+    if shown is None:
+        shown = stream_text(raw)
+    elif isinstance(shown, bytes):
+        shown = shown.decode("utf-8", "replace")
+    data = shown.encode("utf-8", "surrogatepass")  # as the middleware hashes what it streams
+    return _judge(found, lambda: hashlib.sha256(data).digest(), trust, "text", "sse-comment")

@@ -60,7 +60,9 @@ def test_two_aigc_headers_are_a_malformed_label_however_the_headers_come(
     policy: LabelPolicy, trust: TrustStore
 ) -> None:
     app = wrap(create_app(token_delay=0), policy)
-    reply = TestClient(app).post("/v1/chat/completions", json={"messages": []})
+    reply = TestClient(app).post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
     value = reply.headers["aigc"]
     assert verify_response(reply.headers, reply.content, trust).status is Status.VERIFIED
     pairs = [("content-type", "application/json"), ("AIGC", value), ("aigc", value)]
