@@ -21,7 +21,7 @@ from .xmp import XmpLabel, write_label
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
 
-__all__ = ["has_label", "label_bytes", "label_content", "label_image"]
+__all__ = ["has_label", "label_bytes", "label_content", "label_image", "label_with_record"]
 
 OnExisting = Literal["error", "keep", "replace"]
 
@@ -47,7 +47,7 @@ def label_bytes(
     found = find_label(data)
     if _keep(found, on_existing):
         return data
-    return _write_implicit(data, found, policy, Label(label), produce_id, created)
+    return _write_implicit(data, found, policy, Label(label), produce_id, created)[0]
 
 
 def _write_implicit(
@@ -57,7 +57,7 @@ def _write_implicit(
     label: Label,
     produce_id: str | None,
     created: _dt.datetime | None,
-) -> bytes:
+) -> tuple[bytes, AigcRecord]:
     """stage -> digest -> sign -> write the record (and our XMP) into the slot ``found`` names."""
     fmt, existing = found.format, found.packet
     produce_id = produce_id or new_produce_id()
@@ -73,7 +73,7 @@ def _write_implicit(
     )
     record = AigcRecord.first_write(policy.producer, produce_id, token, label)
     if fmt.write_record is not None:  # audio, video, documents: the record in its own slot
-        return fmt.write_record(staged, record.to_json())
+        return fmt.write_record(staged, record.to_json()), record
     packet = write_label(
         XmpLabel(
             aigc=record.to_json(),
@@ -87,7 +87,7 @@ def _write_implicit(
         existing=existing,
         toolkit=f"aigc-labeler {__version__}",
     )
-    return fmt.write_xmp(staged, packet)
+    return fmt.write_xmp(staged, packet), record
 
 
 @typed_errors
@@ -126,7 +126,7 @@ def label_image(
     found = find_label(data)
     if _keep(found, on_existing):
         return data
-    return _label_image(data, found, policy, visible, Label(label), produce_id, created, c2pa)
+    return _label_image(data, found, policy, visible, Label(label), produce_id, created, c2pa)[0]
 
 
 def _label_image(
@@ -138,17 +138,57 @@ def _label_image(
     produce_id: str | None,
     created: _dt.datetime | None,
     c2pa: C2paConfig | None,
-) -> bytes:
+) -> tuple[bytes, AigcRecord]:
     explicit = explicit_label(found.format.name) if visible else None
     if explicit is not None:
         data = explicit.add(data, policy)  # Pillow is only imported here
         found = find_label(data)  # the re-encoded picture: same packet, new offsets
-    out = _write_implicit(data, found, policy, label, produce_id, created)
+    out, record = _write_implicit(data, found, policy, label, produce_id, created)
     if c2pa is not None:
         from .content_credentials import add_content_credentials
 
         out = add_content_credentials(out, policy, c2pa)
-    return out
+    return out, record
+
+
+@typed_errors
+def label_with_record(
+    data: bytes,
+    policy: LabelPolicy,
+    *,
+    visible: bool = True,
+    label: Label | str = Label.GENERATED,
+    produce_id: str | None = None,
+    created: _dt.datetime | None = None,
+    on_existing: OnExisting = "error",
+    c2pa: C2paConfig | None = None,
+) -> tuple[bytes, AigcRecord | None]:
+    """The full label of any supported file, chosen by what the bytes are, and the GB record it
+    wrote (``None`` when ``on_existing="keep"`` kept labelled content as it was):
+
+    * pictures: :func:`label_image` (visible label, implicit label, optional C2PA);
+    * audio: the rhythm label "short-long-short-short" per ``policy.audio`` (WAV in place;
+      MP3/FLAC/Ogg re-encoded with ffmpeg), then the record in the format's own tag;
+    * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
+    * documents: DOCX gets the label as its first paragraph, PDF the picture label stamped on
+      page 1 (:mod:`labeler.explicit.documents`); XLSX and PPTX the record only (show the label where they
+      are offered); the record goes into the document properties.
+
+    ``visible=False`` writes the implicit label only, without re-encoding anything.
+    """
+    found = find_label(data)
+    if _keep(found, on_existing):
+        return data, None
+    fmt, label = found.format, Label(label)
+    if fmt.kind == "image":
+        return _label_image(data, found, policy, visible, label, produce_id, created, c2pa)
+    original = data
+    explicit = explicit_label(fmt.name) if visible else None
+    if explicit is not None:
+        data = explicit.add(data, policy)
+    if data is not original:  # the explicit label changed the bytes: find the slot again
+        found = find_label(data)
+    return _write_implicit(data, found, policy, label, produce_id, created)
 
 
 @typed_errors
@@ -163,28 +203,8 @@ def label_content(
     on_existing: OnExisting = "error",
     c2pa: C2paConfig | None = None,
 ) -> bytes:
-    """The full label of any supported file, chosen by what the bytes are:
-
-    * pictures: :func:`label_image` (visible label, implicit label, optional C2PA);
-    * audio: the rhythm label "short-long-short-short" per ``policy.audio`` (WAV in place;
-      MP3/FLAC/Ogg re-encoded with ffmpeg), then the record in the format's own tag;
-    * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
-    * documents: DOCX gets the label as its first paragraph, PDF the picture label stamped on
-      page 1 (:mod:`labeler.explicit.documents`); XLSX and PPTX the record only (show the label where they
-      are offered); the record goes into the document properties.
-
-    ``visible=False`` writes the implicit label only, without re-encoding anything.
-    """
-    found = find_label(data)
-    if _keep(found, on_existing):
-        return data
-    fmt, label = found.format, Label(label)
-    if fmt.kind == "image":
-        return _label_image(data, found, policy, visible, label, produce_id, created, c2pa)
-    original = data
-    explicit = explicit_label(fmt.name) if visible else None
-    if explicit is not None:
-        data = explicit.add(data, policy)
-    if data is not original:  # the explicit label changed the bytes: find the slot again
-        found = find_label(data)
-    return _write_implicit(data, found, policy, label, produce_id, created)
+    """:func:`label_with_record` without the record: the labelled bytes."""
+    return label_with_record(
+        data, policy, visible=visible, label=label, produce_id=produce_id, created=created,
+        on_existing=on_existing, c2pa=c2pa,
+    )[0]  # fmt: skip

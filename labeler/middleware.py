@@ -55,7 +55,7 @@ from .aigc import AigcRecord, new_produce_id
 from .batch_signing import BatchSigner
 from .errors import MalformedFileError
 from .explicit import explicit_label
-from .formats import detect
+from .formats import detect, find_label
 from .policy import LabelPolicy
 from .provenance import PayloadTemplate, sign_payloads
 from .sse import MAX_PENDING, Event, EventTooLargeError, SSEParser, format_comment
@@ -64,7 +64,6 @@ from .verification import verify_response, verify_stream
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
-from .xmp import read_label
 
 __all__ = ["LabelingMiddleware", "verify_response", "verify_stream"]
 
@@ -463,11 +462,6 @@ class _Responder:
         encoded = b"".join(self.buffer)
         raw = b"".join(self.decoded) if self.decoder is not None else encoded
         self.buffer, self.decoded = [], []
-        if not raw:  # HEAD, 204-like answers: no content, nothing to label and nothing to claim
-            self.mw.stats["passed"] += 1
-            await self.send(self.start)
-            await self.send({"type": "http.response.body", "body": encoded})
-            return
         try:
             if self.mode == "json":
                 labelled = await self._label_json(raw)
@@ -509,19 +503,20 @@ class _Responder:
         return body, self.mw.label_headers(record) + extra
 
     def _label_media(self, raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        from .labeling import label_content
+        from .labeling import label_with_record
 
         fmt = detect(raw)
-        out = label_content(
+        out, record = label_with_record(
             raw,
             self.mw.policy,
             visible=self._visible(fmt.kind, fmt.name),
             on_existing="keep",
             c2pa=self.mw.c2pa if fmt.kind == "image" else None,
         )
-        packet = fmt.read_xmp(out)
-        label = read_label(packet) if packet else None
-        headers = self.mw.label_headers(label.aigc if label else fmt.read_fallback(out))
+        if record is None:  # labelled upstream already: say what it carries
+            headers = self.mw.label_headers(find_label(out).record)
+        else:
+            headers = self.mw.label_headers(record.to_json())
         if self.mw.c2pa is not None and fmt.kind == "image" and self.mw.add_headers:
             headers.append((b"aigc-c2pa", b"embedded"))  # C2PA Content Credentials are in the image
         return out, headers

@@ -231,9 +231,9 @@ async def test_a_burst_of_media_is_labelled_by_a_bounded_number_of_threads(
     import labeler.labeling
 
     running, peak, lock = 0, 0, threading.Lock()
-    real = labeler.labeling.label_content
+    real = labeler.labeling.label_with_record
 
-    def tracked(*args: object, **kwargs: object) -> bytes:
+    def tracked(*args: object, **kwargs: object) -> object:
         nonlocal running, peak
         with lock:
             running += 1
@@ -245,7 +245,7 @@ async def test_a_burst_of_media_is_labelled_by_a_bounded_number_of_threads(
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(labeler.labeling, "label_content", tracked)
+    monkeypatch.setattr(labeler.labeling, "label_with_record", tracked)
     app = LabelingMiddleware(_serving(SAMPLES["png"], "image/png"), policy=policy)
     app.media_workers = 2
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
