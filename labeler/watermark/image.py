@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
-from scipy.fft import irfft2, rfft2
-from scipy.special import ndtr
+from scipy import ndimage  # type: ignore[import-untyped]
+from scipy.fft import irfft2, rfft2  # type: ignore[import-untyped]
+from scipy.special import ndtr  # type: ignore[import-untyped]
 
 from labeler.errors import LabelerError
 from labeler.watermark.keys import WatermarkKey
@@ -63,12 +63,14 @@ _SSIM_LOSS = 0.014  # the mark's variance over (2 s2 + C2): mean SSIM stays abov
 MIN_RMS = 0.9  # a picture that can hide less than this (rms levels) is too flat to mark
 MIN_SIDE = 128  # smaller pictures cannot hold a whole tile
 DEFAULT_THRESHOLD = 1e-6
-_AC_MAX = 1024  # autocorrelation on at most this square of the residual (speed)
+_AC_MAX = 768  # autocorrelation on at most this square of the residual (speed)
 _LAG_MIN = 0.35 * TILE  # the lattice searched from 0.35x ...
 _LAG_MAX_SCALE = 2.5  # ... to 2.5x the embedded scale
 _CANDIDATES = 24  # lattices scored per picture (each adds to the Bonferroni factor)
-_FULL_FOLDS = 3  # of which this many, the best on a quarter of the pixels, are folded in full
+_FULL_FOLDS = 4  # of which this many, the best on a quarter of the pixels, are folded in full
 _SCREEN_MIN_PIXELS = 250_000
+_REFINED = 3  # of the full folds, this many have their scale refined first ...
+_REFINE = 10  # ... over +-10 px of the picture's extent
 _LAG_MAX_SHARE = 0.55  # ... and at most this share of the picture's shorter side
 
 
@@ -128,7 +130,8 @@ class _KeyPatterns:
 def _chips_to_pixels(chips: F64) -> F32:
     """Nearest upsampling then a light circular blur: band-limits the mark (JPEG, resampling)."""
     px = np.kron(chips, np.ones((CHIP, CHIP)))
-    return ndimage.gaussian_filter(px, 0.7, mode="wrap").astype(np.float32)
+    out: F32 = ndimage.gaussian_filter(px, 0.7, mode="wrap").astype(np.float32)
+    return out
 
 
 @lru_cache(maxsize=32)
@@ -145,7 +148,8 @@ def _tile(key: WatermarkKey, payload: Payload) -> F32:
     coded = encode_bits(payload).astype(np.float64)
     data = pats.sign_chip * (1.0 - 2.0 * coded[pats.assign_chip])
     tile = _SYNC_SHARE * pats.sync_px + _DATA_SHARE * _chips_to_pixels(data)
-    return (tile / np.sqrt(np.mean(tile**2))).astype(np.float32)
+    out: F32 = (tile / np.sqrt(np.mean(tile**2))).astype(np.float32)
+    return out
 
 
 # ---------------------------------------------------------------- pictures
@@ -215,10 +219,8 @@ def embed(picture: PictureT, key: WatermarkKey, payload: Payload, *, strength: f
     delta = mask * pattern
     delta *= np.float32(gain)
     np.clip(delta, -3 * TARGET_RMS, 3 * TARGET_RMS, out=delta)
-    if color.ndim == 3:
-        out = color + delta[..., None]  # the same change on R, G, B: luma only, hue untouched
-    else:
-        out = color + delta
+    # the same change on R, G, B: luma only, hue untouched
+    out = color + delta[..., None] if color.ndim == 3 else color + delta
     marked = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     mse = float(np.mean((marked.astype(np.float32) - color) ** 2))
     psnr = 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
@@ -229,7 +231,8 @@ def embed(picture: PictureT, key: WatermarkKey, payload: Payload, *, strength: f
     from PIL import Image
 
     result = Image.fromarray(marked, mode)
-    result.info.update({k: v for k, v in picture.info.items() if k in ("icc_profile", "dpi")})
+    info: dict[str, Any] = getattr(picture, "info", {})
+    result.info.update({k: v for k, v in info.items() if k in ("icc_profile", "dpi")})
     return Embedded(result, psnr, u)
 
 
@@ -239,7 +242,7 @@ def embed(picture: PictureT, key: WatermarkKey, payload: Payload, *, strength: f
 def _residual(y: F32) -> F32:
     """The content whitened: a local high-pass over its local energy, clipped (edges count
     as much as any other pixel, no more)."""
-    r = y - ndimage.uniform_filter(y, 5)
+    r: F32 = y - ndimage.uniform_filter(y, 5)
     energy = ndimage.uniform_filter(r * r, 11)
     r /= np.sqrt(energy + np.float32(1.0))
     np.clip(r, -3.0, 3.0, out=r)
@@ -275,12 +278,15 @@ def _lattices(r: F32) -> list[F64]:
     for m in range(9):
         ky = round(m * ch / 8)
         power[max(ky - 2, 0) : ky + 3, :] = 0
-    ac = np.fft.fftshift(irfft2(power, s=crop.shape, workers=1)).astype(np.float32)
-    cy, cx = ch // 2, cw // 2
+    full = np.fft.fftshift(irfft2(power, s=crop.shape, workers=1)).astype(np.float32)
+    lag_max = min(_LAG_MAX_SCALE * TILE * _tile_scale(h, w), _LAG_MAX_SHARE * min(ch, cw))
+    reach = min(int(lag_max * 1.5) + 3, ch // 2, cw // 2)  # the window the lattice points need
+    ac = full[ch // 2 - reach : ch // 2 + reach, cw // 2 - reach : cw // 2 + reach]
+    ch = cw = 2 * reach
+    cy = cx = reach
     yy, xx = np.mgrid[-cy : ch - cy, -cx : cw - cx]
     length = np.hypot(yy, xx)
     angle = np.degrees(np.arctan2(yy, xx))
-    lag_max = min(_LAG_MAX_SCALE * TILE * _tile_scale(h, w), _LAG_MAX_SHARE * min(ch, cw))
     ring = (length >= _LAG_MIN) & (length <= lag_max)
     near_max = ndimage.maximum_filter(ac, 3)
     peaks = (ac == ndimage.maximum_filter(ac, 5)) & ring
@@ -333,18 +339,30 @@ def _lattices(r: F32) -> list[F64]:
 def _fold(r: F32, lattice: F64) -> F64:
     """Sum every residual pixel into its place in the tile (coordinates modulo the lattice)."""
     h, w = r.shape
-    inv = np.linalg.inv(lattice / TILE)
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    cx = np.rint(np.float32(inv[0, 0]) * xs + np.float32(inv[0, 1]) * ys).astype(np.int64)
-    cy = np.rint(np.float32(inv[1, 0]) * xs + np.float32(inv[1, 1]) * ys).astype(np.int64)
-    bins = (cy % TILE) * TILE + (cx % TILE)
-    return np.bincount(bins.ravel(), weights=r.ravel(), minlength=TILE * TILE).reshape(TILE, TILE)
+    inv = (np.linalg.inv(lattice / TILE)).astype(np.float32)
+    off = np.float32(TILE * 4096 + 0.5)  # keeps coordinates positive: truncation rounds
+    cx = (inv[0, 0] * _ramp(w))[None, :] + (inv[0, 1] * _ramp(h) + off)[:, None]
+    cy = (inv[1, 0] * _ramp(w))[None, :] + (inv[1, 1] * _ramp(h) + off)[:, None]
+    bins = (cy.astype(np.int32) & (TILE - 1)) * TILE + (cx.astype(np.int32) & (TILE - 1))
+    sums = np.bincount(bins.ravel(), weights=r.ravel(), minlength=TILE * TILE)
+    return sums.astype(np.float64).reshape(TILE, TILE)
 
 
-def _sync_score(folded: F64, sync_spec: npt.NDArray[np.complex128]) -> tuple[float, int, int]:
+@lru_cache(maxsize=64)
+def _ramp(n: int) -> F32:
+    return np.arange(n, dtype=np.float32)
+
+
+def _sync_score(
+    folded: F64, sync_spec: npt.NDArray[np.complex128], *, robust: bool = True
+) -> tuple[float, int, int]:
+    """The sync peak's height over the spread of every other origin (median/MAD: a few strong
+    offsets do not inflate the spread); ``robust=False`` is the cheaper mean/std for screening."""
     corr = irfft2(rfft2(folded, workers=1) * sync_spec, s=folded.shape, workers=1)
     flat = int(np.argmax(corr))
+    if not robust:
+        sd = float(corr.std())
+        return ((float(corr.flat[flat]) - float(corr.mean())) / sd if sd > 0 else 0.0), 0, 0
     med = float(np.median(corr))
     mad = float(np.median(np.abs(corr - med))) * 1.4826
     z = (float(corr.flat[flat]) - med) / mad if mad > 0 else 0.0
@@ -367,7 +385,7 @@ def _read_payload(folded: F64, key: WatermarkKey, oy: int, ox: int) -> Payload |
     soft = np.bincount(
         pats.assign_chip.ravel(), weights=(chips * pats.sign_chip).ravel(), minlength=CODED_BITS
     )
-    return decode_bits(soft)
+    return decode_bits(soft.astype(np.float64))
 
 
 def detect(picture: Any, key: WatermarkKey, *, threshold: float = DEFAULT_THRESHOLD) -> Detection:
@@ -382,20 +400,36 @@ def detect(picture: Any, key: WatermarkKey, *, threshold: float = DEFAULT_THRESH
     u = _tile_scale(h, w)
     lattices = [np.eye(2) * TILE * u, *_lattices(r)]
     sync_spec = _sync_spectrum(key)
+    sub = r[::2, ::2] if r.size > _SCREEN_MIN_PIXELS else r
+    step = 2.0 if sub is not r else 1.0
+
+    def screen(lattice: F64) -> float:
+        return _sync_score(_fold(sub, lattice / step), sync_spec, robust=False)[0]
+
+    tries = len(lattices)
     if len(lattices) > _FULL_FOLDS:  # screen on a quarter of the pixels, fold the best in full
-        sub = r[::2, ::2] if r.size > _SCREEN_MIN_PIXELS else r
-        step = 2.0 if sub is not r else 1.0
-        screen = [_sync_score(_fold(sub, lat / step), sync_spec)[0] for lat in lattices]
-        best = sorted(range(len(lattices)), key=lambda i: -screen[i])[:_FULL_FOLDS]
+        first = [screen(lat) for lat in lattices]
+        best = [lattices[i] for i in sorted(range(len(lattices)), key=lambda i: -first[i])[:_FULL_FOLDS]]
     else:
-        best = list(range(len(lattices)))
+        best = lattices
+    # the autocorrelation's peaks can sit a pixel or two off (a JPEG grid pulls them): the scale
+    # is refined where the sync correlation is highest, within +-_REFINE / extent
+    extent = float(max(h, w))
+    refined = []
+    for lattice in best[:_REFINED]:
+        factors = 1 + np.arange(-_REFINE, _REFINE + 1) / extent
+        zs = [screen(lattice * f) for f in factors]
+        pick = int(np.argmax(zs))
+        if pick != _REFINE:
+            refined.append(lattice * factors[pick])
+        tries += len(factors)
     scored = []
-    for i in best:
-        folded = _fold(r, lattices[i])
+    for lattice in [*best, *refined]:
+        folded = _fold(r, lattice)
         z, oy, ox = _sync_score(folded, sync_spec)
-        scored.append((z, lattices[i], folded, oy, ox))
+        scored.append((z, lattice, folded, oy, ox))
     scored.sort(key=lambda s: -s[0])
-    tries = len(lattices) * TILE * TILE
+    tries *= TILE * TILE
     z, lattice, folded, oy, ox = scored[0]
     p_value = min(1.0, tries * float(ndtr(-z)))
     scale = math.sqrt(abs(float(np.linalg.det(lattice)))) / TILE
