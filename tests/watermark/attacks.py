@@ -123,7 +123,7 @@ def synthetic_scene(seed: int, size: tuple[int, int] = (512, 384)) -> Image.Imag
         rad = rng.uniform(20, min(w, h) / 2)
         col = rng.uniform(-70, 70, 3)
         d = np.hypot(xx - cx, yy - cy)
-        img += col * (1 / (1 + np.exp((d - rad) / rng.uniform(1.5, 8))))[..., None]
+        img += col * (1 / (1 + np.exp(np.clip((d - rad) / rng.uniform(1.5, 8), -50, 50))))[..., None]
     # texture: band-limited noise at a few scales
     for sigma, amp in ((8, 14), (2.5, 8), (1.0, 5)):
         n = rng.normal(0, 1, (h, w)).astype(np.float32)
