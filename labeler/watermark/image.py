@@ -63,14 +63,14 @@ _SSIM_LOSS = 0.011  # the mark's variance over (2 s2 + C2): mean SSIM stays abov
 MIN_RMS = 0.9  # a picture that can hide less than this (rms levels) is too flat to mark
 MIN_SIDE = 128  # smaller pictures cannot hold a whole tile
 DEFAULT_THRESHOLD = 1e-6
-_AC_MAX = 768  # autocorrelation on at most this square of the residual (speed)
+_AC_MAX = 512  # autocorrelation on at most this square of the residual (speed)
 _LAG_MIN = 0.35 * TILE  # the lattice searched from 0.35x ...
 _LAG_MAX_SCALE = 2.5  # ... to 2.5x the embedded scale
 _AC_BLUR = 1.0  # px: the autocorrelation blur
 _CANDIDATES = 24  # lattices scored per picture (each adds to the Bonferroni factor)
-_FULL_FOLDS = 4  # of which this many, the best on a quarter of the pixels, are folded in full
-_SCREEN_MIN_PIXELS = 250_000
-_REFINED = 3  # of the full folds, this many have their scale refined first ...
+_FULL_FOLDS = 3  # of which this many, the best on a quarter of the pixels, are folded in full
+_SCREEN_PIXELS = 60_000
+_REFINED = 2  # of the full folds, this many have their scale refined first ...
 _REFINE = 10  # ... over +-10 px of the picture's extent
 _LAG_MAX_SHARE = 0.55  # ... and at most this share of the picture's shorter side
 
@@ -240,10 +240,18 @@ def embed(picture: PictureT, key: WatermarkKey, payload: Payload, *, strength: f
 # ---------------------------------------------------------------- detection
 
 
+def _box3(y: F32) -> F32:
+    """3x3 mean (edges mirrored) by shifted sums: 4x faster than ndimage.uniform_filter."""
+    p = np.pad(y, 1, mode="symmetric")
+    v = p[:-2] + p[1:-1] + p[2:]
+    out: F32 = (v[:, :-2] + v[:, 1:-1] + v[:, 2:]) * np.float32(1 / 9)
+    return out
+
+
 def _residual(y: F32) -> F32:
     """The content whitened: a local high-pass over its local energy, clipped (edges count
     as much as any other pixel, no more)."""
-    r: F32 = y - ndimage.uniform_filter(y, 3)
+    r: F32 = y - _box3(y)
     energy = ndimage.uniform_filter(r * r, 11)
     r /= np.sqrt(energy + np.float32(1.0))
     np.clip(r, -3.0, 3.0, out=r)
@@ -415,29 +423,35 @@ def detect(picture: Any, key: WatermarkKey, *, threshold: float = DEFAULT_THRESH
     u = _tile_scale(h, w)
     lattices = [np.eye(2) * TILE * u, *_lattices(r)]
     sync_spec = _sync_spectrum(key)
-    sub = r[::2, ::2] if r.size > _SCREEN_MIN_PIXELS else r
-    step = 2.0 if sub is not r else 1.0
+    # screening folds a sample of the pixels (on the exact lattice coordinates, so no aliasing):
+    # about _SCREEN_PIXELS of them, enough to rank candidates
+    step = max(1, int(math.sqrt(r.size / _SCREEN_PIXELS)))
+    sub = r[::step, ::step]
 
     def screen(lattice: F64) -> float:
         return _sync_score(_fold(sub, lattice / step), sync_spec, robust=False)[0]
 
     tries = len(lattices)
-    if len(lattices) > _FULL_FOLDS:  # screen on a quarter of the pixels, fold the best in full
+    if len(lattices) > _FULL_FOLDS:
         first = [screen(lat) for lat in lattices]
         best = [lattices[i] for i in sorted(range(len(lattices)), key=lambda i: -first[i])[:_FULL_FOLDS]]
     else:
         best = lattices
-    # the autocorrelation's peaks can sit a pixel or two off (a JPEG grid pulls them): the scale
-    # is refined where the sync correlation is highest, within +-_REFINE / extent
+    # the autocorrelation's peaks can sit a pixel or two off: the scale is refined where the
+    # sync correlation is highest, coarse then fine, within +-_REFINE px over the picture's extent
     extent = float(max(h, w))
     refined = []
     for lattice in best[:_REFINED]:
-        factors = 1 + np.arange(-_REFINE, _REFINE + 1) / extent
-        zs = [screen(lattice * f) for f in factors]
-        pick = int(np.argmax(zs))
-        if pick != _REFINE:
-            refined.append(lattice * factors[pick])
-        tries += len(factors)
+        coarse = 1 + np.arange(-_REFINE, _REFINE + 1, 2) / extent
+        zs = [screen(lattice * f) for f in coarse]
+        centre = coarse[int(np.argmax(zs))]
+        fine = centre + np.array([-1.0, 0.0, 1.0]) / extent
+        zf = [screen(lattice * f) for f in (fine[0], fine[2])]
+        zf.insert(1, max(zs))
+        pick = float(fine[int(np.argmax(zf))])
+        if abs(pick - 1) > 0.5 / extent:
+            refined.append(lattice * pick)
+        tries += len(coarse) + 2
     scored = []
     for lattice in [*best, *refined]:
         folded = _fold(r, lattice)
