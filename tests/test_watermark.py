@@ -200,3 +200,12 @@ def test_sweep_synthetic_scenes(seed: int) -> None:
     out = embed(picture, KEY, PAYLOAD).picture
     for name, attack in ATTACKS.items():
         assert detect(attack(out), KEY).payload == PAYLOAD, name
+
+
+def test_a_lattice_with_no_point_in_reach_does_not_crash() -> None:
+    """Found by the benchmark: a candidate pair of peaks whose every lattice point fell outside
+    the autocorrelation window divided by zero (a ZeroDivisionError out of detect)."""
+    key = WatermarkKey(b"benchmark-watermark-key-000000")
+    picture = embed(synthetic_scene(1002, (768, 512)), key, Payload(key.key_id, 0x5EEDCAFEF00D)).picture
+    found = detect(ATTACKS["resize 0.5x"](picture), key)
+    assert found.p_value <= 1.0

@@ -334,7 +334,7 @@ def _lattices(r: F32) -> list[F64]:
         pts = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (2, 1), (1, 2), (2, -1), (1, -2))
         vals = [at(i * vx + j * ux, i * vy + j * uy) for i, j in pts]
         seen = [v for v in vals if v is not None]
-        return sum(seen) / len(seen)
+        return sum(seen) / len(seen) if seen else 0.0
 
     xs, ys = best(np.abs(angle) <= 30, 6), best((angle >= 60) & (angle <= 120), 6)
     pairs = []
