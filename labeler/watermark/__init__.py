@@ -1,0 +1,28 @@
+"""The watermark wing: invisible marks that survive platforms which strip metadata and
+re-encode (issue 16). Needs the ``watermark`` extra (numpy, scipy, PyWavelets); the bytes core
+never imports this package."""
+
+from __future__ import annotations
+
+from labeler.watermark.image import (
+    DEFAULT_THRESHOLD,
+    Detection,
+    Embedded,
+    WatermarkCapacityError,
+    detect,
+    embed,
+)
+from labeler.watermark.keys import WatermarkKey
+from labeler.watermark.payload import Payload, content_id_for
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Detection",
+    "Embedded",
+    "Payload",
+    "WatermarkCapacityError",
+    "WatermarkKey",
+    "content_id_for",
+    "detect",
+    "embed",
+]

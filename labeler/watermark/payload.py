@@ -1,0 +1,136 @@
+"""The watermark's payload: 64 bits (a 16-bit key id and a 48-bit content id) with a CRC-16,
+protected by a rate-1/3 convolutional code (K=7) decoded with a soft-decision Viterbi.
+
+Why a convolutional code: it is small to write, decodes soft values (the correlations the
+detector measures) directly, and gains ~5 dB over hard repetition at the bit error rates a
+re-encoded, resized picture leaves. The CRC turns a wrong decode into "unreadable", not a
+wrong id.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CODED_BITS",
+    "PAYLOAD_BITS",
+    "Payload",
+    "content_id_for",
+    "decode_bits",
+    "encode_bits",
+]
+
+PAYLOAD_BITS = 64
+_CRC_BITS = 16
+_K = 7  # constraint length
+_GENERATORS = (0o133, 0o171, 0o165)  # the classic rate-1/3 K=7 code (dfree 15)
+_INFO_BITS = PAYLOAD_BITS + _CRC_BITS
+CODED_BITS = (_INFO_BITS + _K - 1) * len(_GENERATORS)  # 258
+_STATES = 1 << (_K - 1)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a mark carries: which key made it (16 bits) and which content (48 bits)."""
+
+    key_id: int
+    content_id: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key_id < 1 << 16:
+            raise ValueError("key_id must fit in 16 bits")
+        if not 0 <= self.content_id < 1 << 48:
+            raise ValueError("content_id must fit in 48 bits")
+
+    def to_int(self) -> int:
+        return (self.key_id << 48) | self.content_id
+
+    @classmethod
+    def from_int(cls, value: int) -> Payload:
+        return cls(key_id=(value >> 48) & 0xFFFF, content_id=value & ((1 << 48) - 1))
+
+
+def content_id_for(provider_code: str, produce_id: str) -> int:
+    """48 bits that link a mark to its signed record: 24 bits name the provider (a verifier with
+    a list of provider codes names the producer) and 24 bits the ProduceID (to find the record)."""
+
+    def h24(text: str, domain: bytes) -> int:
+        return int.from_bytes(hashlib.sha256(domain + text.encode()).digest()[:3], "big")
+
+    return (h24(provider_code, b"aigc-wm-provider\0") << 24) | h24(produce_id, b"aigc-wm-produce\0")
+
+
+def _parity_table() -> npt.NDArray[np.uint8]:
+    """outputs[reg] for each 7-bit register value (newest bit lowest): the coded bits."""
+    regs = np.arange(1 << _K)
+    out = np.zeros((1 << _K, len(_GENERATORS)), dtype=np.uint8)
+    for j, g in enumerate(_GENERATORS):
+        v = regs & g
+        parity = np.zeros_like(v)
+        for k in range(_K):
+            parity ^= (v >> k) & 1
+        out[:, j] = parity
+    return out
+
+
+_OUTPUTS = _parity_table()
+
+
+def _info_bits(payload: Payload) -> list[int]:
+    value = payload.to_int()
+    data = value.to_bytes(8, "big")
+    crc = binascii.crc_hqx(data, 0xFFFF)
+    word = (value << _CRC_BITS) | crc
+    return [(word >> (_INFO_BITS - 1 - i)) & 1 for i in range(_INFO_BITS)]
+
+
+def encode_bits(payload: Payload) -> npt.NDArray[np.uint8]:
+    """The CODED_BITS coded bits (0/1) of a payload: CRC appended, zero tail to end in state 0."""
+    bits = [*_info_bits(payload), *([0] * (_K - 1))]
+    state = 0
+    out = np.empty((len(bits), len(_GENERATORS)), dtype=np.uint8)
+    for i, b in enumerate(bits):
+        reg = ((state << 1) | b) & ((1 << _K) - 1)
+        out[i] = _OUTPUTS[reg]
+        state = reg & (_STATES - 1)
+    return out.reshape(-1)
+
+
+def decode_bits(soft: npt.NDArray[np.floating]) -> Payload | None:
+    """Soft Viterbi on CODED_BITS values (positive: a coded 0 is more likely; 0: erased).
+    Returns the payload if its CRC checks, else None."""
+    y = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
+    if y.shape[0] != _INFO_BITS + _K - 1:
+        raise ValueError(f"expected {CODED_BITS} soft values")
+    symbols = 1.0 - 2.0 * _OUTPUTS.astype(np.float64)  # (128, 3): +1 for a 0 bit
+    nxt = np.arange(_STATES)
+    # predecessors of state n: register (hi<<6)|n, previous state = register >> 1
+    regs = np.stack([nxt, nxt | _STATES])  # (2, 64)
+    prev = regs >> 1
+    metric = np.full(_STATES, -np.inf)
+    metric[0] = 0.0
+    choices = np.empty((y.shape[0], _STATES), dtype=np.uint8)
+    for t in range(y.shape[0]):
+        branch = symbols @ y[t]  # (128,)
+        cand = metric[prev] + branch[regs]  # (2, 64)
+        pick = np.argmax(cand, axis=0)
+        choices[t] = pick
+        metric = cand[pick, nxt]
+    state = 0  # the tail brings the encoder back to 0
+    bits = np.empty(y.shape[0], dtype=np.uint8)
+    for t in range(y.shape[0] - 1, -1, -1):
+        bits[t] = state & 1
+        state = int(regs[choices[t, state], state] >> 1)
+    info = bits[:_INFO_BITS]
+    word = 0
+    for b in info:
+        word = (word << 1) | int(b)
+    value, crc = word >> _CRC_BITS, word & 0xFFFF
+    if binascii.crc_hqx(value.to_bytes(8, "big"), 0xFFFF) != crc:
+        return None
+    return Payload.from_int(value)

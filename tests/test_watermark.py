@@ -1,0 +1,211 @@
+"""The image watermark (issue 16, first step): embed -> a platform's attack -> detect, on
+photo-like pictures made here; quality (PSNR, SSIM); no detection on unmarked pictures; the
+payload code. The attack table over many pictures is benchmarks/bench_watermark.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+from scipy import ndimage  # type: ignore[import-untyped]
+from watermark.attacks import ATTACKS, sample_pictures, synthetic_scene
+
+from labeler.errors import LabelerError
+from labeler.watermark import (
+    Payload,
+    WatermarkCapacityError,
+    WatermarkKey,
+    content_id_for,
+    detect,
+    embed,
+)
+from labeler.watermark.payload import CODED_BITS, decode_bits, encode_bits
+
+KEY = WatermarkKey(b"test-watermark-key-0123456789")
+PAYLOAD = Payload(KEY.key_id, content_id_for("ACME-AI", "2026-11-24-0001"))
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(10 * np.log10(255.0**2 / np.mean((x - y) ** 2)))
+
+
+def ssim(a: Image.Image, b: Image.Image) -> float:
+    """Mean SSIM over R, G, B (Wang et al., 7x7 windows, sample covariance: scikit-image's
+    defaults), written out so the test needs no scikit-image."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    out = []
+    for ch in range(3):
+        x = np.asarray(a, np.float64)[..., ch]
+        y = np.asarray(b, np.float64)[..., ch]
+        f = lambda v: ndimage.uniform_filter(v, 7)  # noqa: E731
+        norm = 49 / 48
+        mx, my = f(x), f(y)
+        vx, vy, cxy = (f(x * x) - mx * mx) * norm, (f(y * y) - my * my) * norm, (f(x * y) - mx * my) * norm
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        out.append(float(s[3:-3, 3:-3].mean()))
+    return float(np.mean(out))
+
+
+@pytest.fixture(scope="module")
+def scene() -> Image.Image:
+    return synthetic_scene(11)
+
+
+@pytest.fixture(scope="module")
+def marked(scene: Image.Image) -> Image.Image:
+    result = embed(scene, KEY, PAYLOAD)
+    assert isinstance(result.picture, Image.Image)
+    return result.picture
+
+
+# ---------------------------------------------------------------- payload code
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, (1 << 48) - 1))
+def test_payload_round_trips_through_the_code(key_id: int, content_id: int) -> None:
+    payload = Payload(key_id, content_id)
+    coded = encode_bits(payload)
+    assert coded.shape == (CODED_BITS,)
+    assert decode_bits(1.0 - 2.0 * coded) == payload
+
+
+@given(
+    st.integers(0, (1 << 64) - 1),
+    st.lists(st.integers(0, CODED_BITS - 1), max_size=3, unique=True),
+    st.lists(st.integers(0, CODED_BITS - 1), max_size=40, unique=True),
+)
+def test_the_code_corrects_flips_and_erasures(value: int, flips: list[int], erased: list[int]) -> None:
+    payload = Payload.from_int(value)
+    soft = 1.0 - 2.0 * encode_bits(payload)
+    soft[erased] = 0.0
+    soft[flips] *= -1.0
+    assert decode_bits(soft) == payload
+
+
+def test_a_noise_decode_is_rejected_by_the_crc() -> None:
+    rng = np.random.default_rng(3)
+    decoded = [decode_bits(rng.normal(size=CODED_BITS)) for _ in range(200)]
+    assert sum(d is not None for d in decoded) <= 1  # 2^-16 each
+
+
+def test_payload_and_key_are_checked() -> None:
+    with pytest.raises(ValueError):
+        Payload(1 << 16, 0)
+    with pytest.raises(ValueError):
+        Payload(0, 1 << 48)
+    with pytest.raises(ValueError):
+        WatermarkKey(b"short")
+    assert WatermarkKey(b"x" * 16).key_id == WatermarkKey(b"x" * 16).key_id
+    assert WatermarkKey(b"x" * 16, key_id=7).key_id == 7
+    cid = content_id_for("ACME-AI", "abc")
+    assert 0 <= cid < 1 << 48 and cid == content_id_for("ACME-AI", "abc")
+    assert cid >> 24 == content_id_for("ACME-AI", "other") >> 24  # the provider half names it
+
+
+# ---------------------------------------------------------------- quality
+
+
+def test_quality_psnr_and_ssim(scene: Image.Image, marked: Image.Image) -> None:
+    assert marked.size == scene.size and marked.mode == scene.mode
+    assert psnr(scene, marked) >= 40.0
+    assert ssim(scene, marked) >= 0.98
+
+
+def test_quality_on_sample_photos() -> None:
+    photos = sample_pictures()[:2]
+    if not photos:
+        pytest.skip("scikit-image's sample photos are not installed")
+    for _, photo in photos:
+        out = embed(photo, KEY, PAYLOAD).picture
+        assert psnr(photo, out) >= 40.0 and ssim(photo, out) >= 0.98
+
+
+# ---------------------------------------------------------------- robustness
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_the_payload_survives(marked: Image.Image, attack: str) -> None:
+    found = detect(ATTACKS[attack](marked), KEY)
+    assert found.detected and found.p_value <= 1e-6
+    assert found.payload == PAYLOAD
+    assert (found.key_id, found.content_id) == (PAYLOAD.key_id, PAYLOAD.content_id)
+
+
+def test_geometry_is_reported(marked: Image.Image) -> None:
+    found = detect(ATTACKS["rescale 0.8x PNG"](marked), KEY)
+    assert found.scale == pytest.approx(0.8, abs=0.01)
+
+
+def test_arrays_and_modes(scene: Image.Image) -> None:
+    arr = np.asarray(scene)
+    out = embed(arr, KEY, PAYLOAD).picture
+    assert isinstance(out, np.ndarray) and out.shape == arr.shape and out.dtype == np.uint8
+    assert detect(out, KEY).payload == PAYLOAD
+    gray = scene.convert("L")
+    assert detect(embed(gray, KEY, PAYLOAD).picture, KEY).payload == PAYLOAD
+    rgba = scene.convert("RGBA")
+    rgba.putalpha(200)
+    out_rgba = embed(rgba, KEY, PAYLOAD).picture
+    assert out_rgba.mode == "RGBA" and out_rgba.getchannel("A").getextrema() == (200, 200)
+
+
+# ---------------------------------------------------------------- false positives
+
+
+def test_no_detection_on_unmarked_pictures() -> None:
+    pictures = [synthetic_scene(s) for s in range(20, 26)] + [p for _, p in sample_pictures()[:3]]
+    for picture in pictures:
+        found = detect(picture, KEY)
+        assert not found.detected and found.p_value > 1e-6 and found.payload is None
+
+
+def test_another_key_does_not_detect(marked: Image.Image) -> None:
+    other = WatermarkKey(b"another-providers-key-0000")
+    found = detect(marked, other)
+    assert not found.detected and found.payload is None
+
+
+def test_a_periodic_texture_is_not_a_mark() -> None:
+    """A picture that is itself periodic folds coherently; the self-normalised statistic
+    must still not call it marked."""
+    tile = np.asarray(synthetic_scene(5, (64, 64)))
+    texture = Image.fromarray(np.tile(tile, (6, 8, 1)))
+    found = detect(texture, KEY)
+    assert not found.detected
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_too_small_and_too_flat_are_typed() -> None:
+    with pytest.raises(WatermarkCapacityError) as small:
+        embed(synthetic_scene(1, (100, 90)), KEY, PAYLOAD)
+    assert small.value.reason == "too small" and isinstance(small.value, LabelerError)
+    flat = Image.new("RGB", (400, 300), (128, 128, 128))
+    with pytest.raises(WatermarkCapacityError) as flat_err:
+        embed(flat, KEY, PAYLOAD)
+    assert flat_err.value.reason == "too flat"
+    tiny = detect(Image.new("RGB", (20, 20)), KEY)
+    assert not tiny.detected and tiny.p_value == 1.0 and tiny.reason
+    assert not detect(flat, KEY).detected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(6))
+def test_sweep_synthetic_scenes(seed: int) -> None:
+    picture = synthetic_scene(100 + seed, (640, 480))
+    out = embed(picture, KEY, PAYLOAD).picture
+    for name, attack in ATTACKS.items():
+        assert detect(attack(out), KEY).payload == PAYLOAD, name
+
+
+def test_a_lattice_with_no_point_in_reach_does_not_crash() -> None:
+    """Found by the benchmark: a candidate pair of peaks whose every lattice point fell outside
+    the autocorrelation window divided by zero (a ZeroDivisionError out of detect)."""
+    key = WatermarkKey(b"benchmark-watermark-key-000000")
+    picture = embed(synthetic_scene(1002, (768, 512)), key, Payload(key.key_id, 0x5EEDCAFEF00D)).picture
+    found = detect(ATTACKS["resize 0.5x"](picture), key)
+    assert found.p_value <= 1.0
