@@ -114,3 +114,11 @@ def test_explicit_labels_live_in_one_room() -> None:
         if imports & media and not module.startswith("labeler.explicit")
     }
     assert outside == set()
+
+
+def test_wings_stay_off_the_core() -> None:
+    """New capabilities (the watermark wing) are imported by nothing in the bytes core."""
+    graph = _graph()
+    for module, imports in graph.items():
+        if not module.startswith("labeler.watermark"):
+            assert not {i for i in imports if i.startswith("labeler.watermark")}, module
