@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import LabelTooLargeError, MalformedFileError
 from . import exif
@@ -98,8 +99,7 @@ def segments(data: bytes) -> list[Segment]:
         pos = end
 
 
-@dataclass(frozen=True, slots=True)
-class _Walk:
+class _Walk(NamedTuple):
     """What reading, digesting and C2PA checks need of the segments, found in one pass."""
 
     xmp: Segment | None  #: our slot: the first XMP segment

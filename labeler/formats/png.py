@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..aigc import single_record
 from ..errors import MalformedFileError
@@ -90,8 +91,7 @@ def _is_xmp(chunk: Chunk, data: bytes) -> bool:
     return chunk.type == b"iTXt" and data.startswith(XMP_KEYWORD + b"\x00", chunk.start + 8)
 
 
-@dataclass(frozen=True, slots=True)
-class _Walk:
+class _Walk(NamedTuple):
     """What reading, digesting and C2PA checks need of the chunks, found in one pass."""
 
     xmp: Chunk | None  #: our slot: the first XMP chunk
