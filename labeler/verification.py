@@ -165,9 +165,12 @@ def _holds_c2pa(fmt: ContainerFormat, data: bytes, found: Found | None) -> bool:
     its bytes name c2pa at all: a truncated file's credentials then still read as ``Invalid``."""
     if fmt.holds_c2pa is None:
         return False
-    if found is None:
-        return b"c2pa" in data
-    return fmt.holds_c2pa(data) or (found.packet is not None and b"c2pa" in found.packet)
+    if found is not None:
+        try:
+            return fmt.holds_c2pa(data) or (found.packet is not None and b"c2pa" in found.packet)
+        except LabelerError:
+            pass  # a format's own walker that fails where reading the label did not: as if broken
+    return b"c2pa" in data
 
 
 def _require_valid_c2pa(verdict: Verdict, fmt: ContainerFormat, data: bytes) -> Verdict:
