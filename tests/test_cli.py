@@ -518,7 +518,7 @@ def _verify_tree(root: Path) -> list[str]:
     policy = LabelPolicy(provider_name="ExampleAI", signing_key=key)
     tree = root / "in"
     (tree / "sub").mkdir(parents=True)
-    for i in range(30):  # enough for several units per worker
+    for i in range(70):  # enough for two workers, several units each
         sample = ("jpeg", "png", "webp-lossy", "gif")[i % 4]
         (tree / ("sub" if i % 3 else "") / f"f{i:02d}.{sample[:4]}").write_bytes(
             label_bytes(SAMPLES[sample], policy)
@@ -563,7 +563,7 @@ def test_verify_jobs_gives_the_same_output_in_the_same_order(tmp_path: Path) -> 
             statuses = {Path(e["path"]).name: e["status"] for e in report}
             assert statuses["altered.png"] == "altered" and statuses["plain.png"] == "no-label"
             assert statuses["broken.png"] == statuses["blob.bin"] == statuses["gone.png"] == "unreadable"
-            assert [s for n, s in statuses.items() if n.startswith("f")] == ["verified"] * 30
+            assert [s for n, s in statuses.items() if n.startswith("f")] == ["verified"] * 70
         else:
             rows = [line.split()[0] for line in one.stdout.splitlines()[1:]]
             assert rows == [n for n in names if not n.endswith("pipe.png")]
@@ -599,5 +599,5 @@ def test_verify_file_that_kills_its_worker_is_unreadable_alone(
     (killed,) = [e for e in report if e["path"].endswith("f08.jpeg")]
     assert killed["status"] == "unreadable"
     assert killed["problems"] == ["worker process died while verifying this file"]
-    assert [e["status"] for e in report if Path(e["path"]).name.startswith("f")].count("verified") == 29
+    assert [e["status"] for e in report if Path(e["path"]).name.startswith("f")].count("verified") == 69
     assert len(_lines(err, "f08.jpeg")) == 1
