@@ -119,7 +119,8 @@ def main() -> int:
         rows.append((name, per_file_ms(fn, files, args.runs)))
         print(f"{name:<36} {rows[-1][1]:8.3f} ms/file {1000 / rows[-1][1]:9,.0f} files/s", flush=True)
 
-    help_text = subprocess.run([*LABELER, "verify", "--help"], capture_output=True, text=True).stdout
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    help_text = subprocess.run([*LABELER, "verify", "--help"], capture_output=True, text=True, env=env).stdout
     has_jobs = "--jobs" in help_text
     cli: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
@@ -129,7 +130,6 @@ def main() -> int:
         src.mkdir()
         for i, data in enumerate(jpegs[: args.cli_files]):
             (src / f"img{i:05d}.jpg").write_bytes(data)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         common = ["verify", str(src), "--trust", str(work / "trusted.pub.pem"), "--require", "verified"]
         for jobs in (1, 2) if has_jobs else (0,):
             name = f"CLI verify -j {jobs}" if jobs else "CLI verify (no -j option)"
