@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .aigc import Label
 from .errors import LabelerError
@@ -53,7 +53,9 @@ __all__ = [
     "Outcome",
     "Summary",
     "Task",
+    "Work",
     "describe_error",
+    "in_workers",
     "label_files",
     "label_many",
     "label_one",
@@ -63,6 +65,9 @@ __all__ = [
     "read_regular",
     "write_atomic",
 ]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 TEXT_SUFFIXES = {".txt": "text", ".md": "markdown", ".markdown": "markdown"}
 _TEMP_MARK = ".labeler-tmp-"
@@ -550,53 +555,79 @@ def label_files(
     LabelPolicy.load(config)  # a bad config fails here, once, not in every worker
     size = max(1, min(_GROUP, len(tasks) // (jobs * 8)))
     chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
-    for outcome in _in_workers(chunks, jobs, (config, options)):
+    work = Work(_init_worker, (config, options), _label_unit, _died_labelling, _remove_debris, "labelling")
+    for outcome in in_workers(chunks, jobs, work):
         summary.add(outcome)
         if progress:
             progress(outcome)
     return summary
 
 
-_STARTED: Any = None  #: in a worker: where it says which unit it has started (a SimpleQueue)
-
-
-def _init_unit_worker(started: Any, config: str | None, options: Options) -> None:
-    global _STARTED
-    _STARTED = started
-    _init_worker(config, options)
-
-
-def _work_unit(uid: int, unit: list[Task]) -> list[Outcome]:
-    _STARTED.put(uid)
+def _label_unit(unit: list[Task]) -> list[Outcome]:
     assert _WORKER is not None
     return label_many(unit, *_WORKER)
 
 
-def _in_workers(
-    chunks: list[list[Task]], jobs: int, initargs: tuple[str | None, Options]
-) -> Iterator[Outcome]:
-    """The outcomes of ``chunks`` labelled in ``jobs`` processes, even when a worker dies outright
-    (a crash in a C library, the out-of-memory killer), which breaks the whole pool.
+def _died_labelling(task: Task) -> Outcome:
+    return Outcome(task, "failed", "worker process died while labelling this file")
 
-    Each worker says which unit (a chunk of files) it starts. After a break, units that never
-    started run again as they were; started ones are split into single files; a single file whose
-    worker died is run again alone, and if its worker dies again it fails by itself ("worker
-    process died") while the batch goes on. Every round finishes or shrinks some unit, so the
-    batch never hangs and never loops."""
+
+@dataclass(frozen=True)
+class Work(Generic[T, R]):
+    """What :func:`in_workers` runs: ``init(*initargs)`` once in each worker process, then
+    ``run(unit)`` for each unit of items, one result per item, in order (``run`` goes to the
+    workers by name: a module-level function). In this process: ``lost(unit)`` after the worker
+    holding ``unit`` died, ``died(item)`` for an item whose worker died with it alone."""
+
+    init: Callable[..., None]
+    initargs: tuple[Any, ...]
+    run: Callable[[list[T]], list[R]]
+    died: Callable[[T], R]
+    lost: Callable[[list[T]], None] = lambda unit: None
+    doing: str = "working"  #: for the error when workers die before finishing anything
+
+
+_STARTED: Any = None  #: in a worker: where it says which unit it has started (a SimpleQueue)
+
+
+def _init_unit_worker(started: Any, init: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    global _STARTED
+    _STARTED = started
+    init(*initargs)
+
+
+def _work_unit(run: Callable[[list[T]], list[R]], uid: int, unit: list[T]) -> list[R]:
+    _STARTED.put(uid)
+    return run(unit)
+
+
+def in_workers(chunks: list[list[T]], jobs: int, work: Work[T, R]) -> Iterator[R]:
+    """The results of ``chunks`` run in ``jobs`` processes (forked where the OS can), as units
+    finish, even when a worker dies outright (a crash in a C library, the out-of-memory
+    killer), which breaks the whole pool.
+
+    Each worker says which unit (a chunk of items) it starts. After a break, units that never
+    started run again as they were; started ones are split into single items; a single item
+    whose worker died is run again alone, and if its worker dies again it gets ``work.died``
+    while the batch goes on. Every round finishes or shrinks some unit, so the batch never
+    hangs and never loops."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn" if os.name != "posix" else "fork")
-    todo, suspects = chunks, list[Task]()
+    todo, suspects = chunks, list[list[T]]()
     while todo or suspects:
         alone = not todo
-        units = [[suspects.pop()]] if alone else todo
+        units = [suspects.pop()] if alone else todo
         started = ctx.SimpleQueue()
         lost: list[int] = []
         with ProcessPoolExecutor(
-            1 if alone else jobs, mp_context=ctx, initializer=_init_unit_worker, initargs=(started, *initargs)
+            1 if alone else jobs,
+            mp_context=ctx,
+            initializer=_init_unit_worker,
+            initargs=(started, work.init, work.initargs),
         ) as pool:
-            futures = {pool.submit(_work_unit, uid, unit): uid for uid, unit in enumerate(units)}
+            futures = {pool.submit(_work_unit, work.run, uid, unit): uid for uid, unit in enumerate(units)}
             for future in _as_completed(futures):
                 try:
                     yield from future.result()
@@ -606,19 +637,19 @@ def _in_workers(
         while not started.empty():
             began.add(started.get())
         if lost and not began & set(lost):
-            raise LabelerError("worker processes die before labelling anything (see their output)")
+            raise LabelerError(f"worker processes die before {work.doing} anything (see their output)")
         todo = []
         for uid in lost:
             unit = units[uid]
-            _remove_debris(unit)  # temporaries of the worker that died; this pool is gone
+            work.lost(unit)  # e.g. temporaries of the worker that died; this pool is gone
             if alone:
-                yield Outcome(unit[0], "failed", "worker process died while labelling this file")
+                yield work.died(unit[0])
             elif uid not in began:
                 todo.append(unit)
             elif len(unit) > 1:
-                todo.extend([task] for task in unit)
+                todo.extend([item] for item in unit)
             else:
-                suspects.append(unit[0])
+                suspects.append(unit)
 
 
 def _remove_debris(tasks: Iterable[Task]) -> None:
@@ -627,7 +658,7 @@ def _remove_debris(tasks: Iterable[Task]) -> None:
             debris.unlink(missing_ok=True)
 
 
-def _as_completed(futures: Iterable[Future[list[Outcome]]]) -> Iterator[Future[list[Outcome]]]:
+def _as_completed(futures: Iterable[Future[list[R]]]) -> Iterator[Future[list[R]]]:
     from concurrent.futures import as_completed
 
     return as_completed(list(futures))

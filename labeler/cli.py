@@ -13,16 +13,16 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import LabelerError
 
 if TYPE_CHECKING:  # imported where used: `labeler --help` must start in well under 0.1 s
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-    from .batch import Outcome
+    from .batch import Outcome, Task
     from .policy import LabelPolicy
     from .signing import TrustStore
     from .verification import Verdict
@@ -184,38 +184,114 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from .batch import NotRegularFileError, describe_error, plan
+#: One file's result in ``verify``: (its verdict as ``Verdict.to_dict()``, or None when it is
+#: skipped; the line for stderr, or ""; whether it counts as unreadable). Plain data: it crosses
+#: from worker processes.
+_Checked = tuple["dict[str, Any] | None", str, bool]
+
+_VERIFYING: tuple[TrustStore, str | None, bool] | None = None  #: in a worker: what cmd_verify was given
+
+
+def _check(task: Task, trust: TrustStore, anchors: str | None, decode_audio: bool) -> _Checked:
+    """``verify``'s result for one planned file. Never raises for a bad file."""
+    from .batch import NotRegularFileError, describe_error
     from .verification import Status, Verdict
+
+    name = _show(task.source)
+    if task.skip or task.error:  # a FIFO, socket, device; or a directory it can't list
+        return (
+            None,
+            f"{name}: skipped: {task.skip}" if task.skip else f"{name}: {task.error}",
+            bool(task.error),
+        )
+    try:
+        verdict = _verify_path(task.source, trust, anchors, decode_audio)
+    except NotRegularFileError as exc:  # it became one since plan() looked
+        return None, f"{name}: skipped: {exc}", False
+    except Exception as exc:  # _Unreadable, or anything a parser raised: this file alone
+        why = str(exc) if isinstance(exc, _Unreadable) else describe_error(exc)
+        return Verdict(Status.UNREADABLE, problems=(why,)).to_dict(), f"{name}: {why}", True
+    return verdict.to_dict(), "", False
+
+
+def _init_verify_worker(trust: TrustStore, anchors: str | None, decode_audio: bool) -> None:
+    global _VERIFYING
+    _VERIFYING = (trust, anchors, decode_audio)
+
+
+def _verify_unit(unit: list[tuple[int, Task]]) -> list[tuple[int, _Checked]]:
+    assert _VERIFYING is not None
+    return [(i, _check(task, *_VERIFYING)) for i, task in unit]
+
+
+def _died_verifying(item: tuple[int, Task]) -> tuple[int, _Checked]:
+    from .verification import Status, Verdict
+
+    why = "worker process died while verifying this file"
+    return item[0], (
+        Verdict(Status.UNREADABLE, problems=(why,)).to_dict(),
+        f"{_show(item[1].source)}: {why}",
+        True,
+    )
+
+
+def _checked_in_order(
+    tasks: list[Task], trust: TrustStore, anchors: str | None, decode_audio: bool, jobs: int
+) -> Iterator[tuple[Task, _Checked]]:
+    """Each task's result, in the order of ``tasks``, whatever order ``jobs`` workers finish in."""
+    from .batch import Work, in_workers
+
+    todo = [(i, task) for i, task in enumerate(tasks) if not (task.skip or task.error)]
+    jobs = min(jobs, len(todo) // _FILES_PER_WORKER)
+    if jobs <= 1:
+        for task in tasks:
+            yield task, _check(task, trust, anchors, decode_audio)
+        return
+    size = max(1, min(_VERIFY_UNIT, len(todo) // (jobs * 8)))
+    units = [todo[i : i + size] for i in range(0, len(todo), size)]
+    work = Work(_init_verify_worker, (trust, anchors, decode_audio), _verify_unit, _died_verifying)
+    done: dict[int, _Checked] = {}
+    at = 0
+    for i, checked in in_workers(units, jobs, work):
+        done[i] = checked
+        while at < len(tasks) and (at in done or tasks[at].skip or tasks[at].error):
+            yield tasks[at], done.pop(at) if at in done else _check(tasks[at], trust, anchors, decode_audio)
+            at += 1
+    for task in tasks[at:]:  # skipped ones after the last file
+        yield task, _check(task, trust, anchors, decode_audio)
+
+
+#: Files a verify worker is sent at a time (fewer for small batches: each worker gets ~8 units).
+_VERIFY_UNIT = 64
+#: Fewest files worth a worker: starting one costs ~10 ms, about what it saves on 30 pictures.
+_FILES_PER_WORKER = 32
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .batch import plan
+    from .verification import Status
 
     trust = _trust(args)
     order = list(Status)
     required = Status(args.require) if args.require else None
     anchors = Path(args.c2pa_trust).read_text() if args.c2pa_trust else None
-    results: list[tuple[Path, Verdict]] = []
+    tasks = plan(args.paths, None, follow_symlinks=True)  # reading through a link is harmless
+    results: list[tuple[Path, dict[str, Any]]] = []
     unreadable = 0
-    for task in plan(args.paths, None, follow_symlinks=True):  # reading through a link is harmless
-        name = _show(task.source)
-        if task.skip or task.error:  # a FIFO, socket, device; or a directory it can't list
-            unreadable += bool(task.error)
-            print(f"{name}: skipped: {task.skip}" if task.skip else f"{name}: {task.error}", file=sys.stderr)
-            continue
-        try:
-            verdict = _verify_path(task.source, trust, anchors, args.decode_audio)
-        except NotRegularFileError as exc:  # it became one since plan() looked
-            print(f"{name}: skipped: {exc}", file=sys.stderr)
-            continue
-        except Exception as exc:  # _Unreadable, or anything a parser raised: this file alone
-            unreadable += 1
-            why = str(exc) if isinstance(exc, _Unreadable) else describe_error(exc)
-            print(f"{name}: {why}", file=sys.stderr)
-            verdict = Verdict(Status.UNREADABLE, problems=(why,))
-        results.append((task.source, verdict))
+    for task, (verdict, line, failed_read) in _checked_in_order(
+        tasks, trust, anchors, args.decode_audio, args.jobs
+    ):
+        unreadable += failed_read
+        if line:
+            print(line, file=sys.stderr)
+        if verdict is not None:
+            results.append((task.source, verdict))
     failed = bool(unreadable) or (
-        required is not None and any(order.index(v.status) > order.index(required) for _, v in results)
+        required is not None
+        and any(order.index(Status(v["status"])) > order.index(required) for _, v in results)
     )
     if args.json:
-        print(json.dumps([{"path": str(p), **v.to_dict()} for p, v in results], ensure_ascii=False, indent=2))
+        print(json.dumps([{"path": str(p), **v} for p, v in results], ensure_ascii=False, indent=2))
         return 1 if failed else 0
 
     def flag(value: bool | None) -> str:
@@ -228,14 +304,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         rows.append(
             (
                 _show(path),
-                v.status.value,
-                v.notice,
-                flag(v.signature_valid),
-                flag(v.key_trusted),
-                flag(v.content_intact),
-                str(v.c2pa.get("state")) if v.c2pa else "-",
-                ",".join(v.filing_numbers) or "-",
-                "; ".join(v.problems),
+                v["status"],
+                v["notice"],
+                flag(v["signature_valid"]),
+                flag(v["key_trusted"]),
+                flag(v["content_intact"]),
+                str(v["c2pa"].get("state")) if v["c2pa"] else "-",
+                ",".join(v["filing_numbers"]) or "-",
+                "; ".join(v["problems"]),
             )
         )
     print(_table(rows))
@@ -279,7 +355,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         found = find_label(data)
         xmp = {k: v for k, v in found.xmp.__dict__.items() if k != "aigc_values"} if found.xmp else None
         info.update(format=found.format.name, kind=found.format.kind)
-        # What the file says, as written: none of it is checked. Checked facts are only those in
+        # What the file says, as written: none of it is checked. _Checked facts are only those in
         # verdict.provenance (signed and valid) and verdict.record once the verdict says so.
         stored: dict[str, object] = {"source": found.source, "record": found.record, "xmp": xmp}
         if found.problem:
@@ -428,6 +504,13 @@ def _add_verify(sub: Subparsers) -> None:
         "--require",
         choices=STATUSES,
         help="exit 1 when any file is worse than this status (e.g. verified, untrusted)",
+    )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: cores; one per 32 files at most); output in file order either way",
     )
     p.set_defaults(func=cmd_verify)
 

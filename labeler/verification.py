@@ -23,7 +23,8 @@ from .adapters import stream_text
 from .aigc import AigcRecord
 from .errors import InvalidRecordError, LabelerError
 from .explicit import explicit_label
-from .formats import C2PA, ContainerFormat, detect, find_label
+from .formats import C2PA, ContainerFormat, Found, detect, find_label
+from .formats.base import walk_once
 from .provenance import SignedProvenance, parse_token
 from .signing import ALGORITHMS, TrustStore, b64url_encode
 from .text import find_text_labels, front_matter_label, mark_digest, read_text_mark
@@ -140,15 +141,41 @@ def verify(
     ``decode_audio=True`` also listens for the rhythm label in MP3, FLAC and Ogg (decoded by
     ffmpeg, where installed; WAV is always checked): on audio whose tags were stripped it is what
     makes the verdict "suspected" rather than nothing."""
-    verdict = _verify_gb(data, trust, decode_audio)
-    if b"c2pa" in data:  # the JUMBF label of every C2PA store: a cheap pre-filter
-        from .content_credentials import read_content_credentials
+    with walk_once():  # one walk of the container serves the label, the digest and C2PA
+        try:
+            fmt = detect(data)
+        except LabelerError as exc:
+            return Verdict(Status.UNREADABLE, problems=(str(exc),))
+        try:
+            found: Found | None = find_label(data, fmt)
+        except LabelerError as exc:
+            found, verdict = None, Verdict(Status.UNREADABLE, problems=(str(exc),))
+        if found is not None:
+            verdict = _verify_gb(found, data, trust, decode_audio)
+        if _holds_c2pa(fmt, data, found):
+            from .content_credentials import read_content_credentials
 
-        verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
-    return _require_valid_c2pa(verdict, data)
+            verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
+        return _require_valid_c2pa(verdict, fmt, data)
 
 
-def _require_valid_c2pa(verdict: Verdict, data: bytes) -> Verdict:
+def _holds_c2pa(fmt: ContainerFormat, data: bytes, found: Found | None) -> bool:
+    """Whether to ask the C2PA reader: the container's C2PA-typed data (from the walk), or the
+    XMP packet (where a remote manifest is named), holds ``c2pa``, the label of every C2PA store.
+    Formats without a C2PA container (audio, video, documents, GIF) are never asked: the
+    reader reads JPEG, PNG and WebP only. A container too broken to walk is asked as before, if
+    its bytes name c2pa at all: a truncated file's credentials then still read as ``Invalid``."""
+    if fmt.holds_c2pa is None:
+        return False
+    if found is not None:
+        try:
+            return fmt.holds_c2pa(data) or (found.packet is not None and b"c2pa" in found.packet)
+        except LabelerError:
+            pass  # a format's own walker that fails where reading the label did not: as if broken
+    return b"c2pa" in data
+
+
+def _require_valid_c2pa(verdict: Verdict, fmt: ContainerFormat, data: bytes) -> Verdict:
     """Our digest skips a C2PA store because C2PA binds our label and every other byte in turn;
     that holds only if the store validates for this file. Otherwise the skipped bytes are bytes
     no signature binds, and the content does not read as intact (for producer and platform)."""
@@ -159,7 +186,7 @@ def _require_valid_c2pa(verdict: Verdict, data: bytes) -> Verdict:
     if verdict.c2pa is not None and verdict.c2pa.get("state") in ("Valid", "Trusted"):
         return verdict
     try:
-        unbound = sum(e.size for e in detect(data).excluded(data) if e.claim == C2PA)
+        unbound = sum(e.size for e in fmt.excluded(data) if e.claim == C2PA)
     except LabelerError:  # parsed a moment ago for the digest; if not now, nothing vouches for it
         unbound = -1
     if unbound == 0:
@@ -191,11 +218,7 @@ def _explicit_label(fmt: ContainerFormat, data: bytes, decode_audio: bool = Fals
         return False  # not a Word document (XLSX, PPTX), no ffmpeg, or content we can't read
 
 
-def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False) -> Verdict:
-    try:
-        found = find_label(data)
-    except LabelerError as exc:
-        return Verdict(Status.UNREADABLE, problems=(str(exc),))
+def _verify_gb(found: Found, data: bytes, trust: TrustStore | None, decode_audio: bool = False) -> Verdict:
     fmt, xmp = found.format, found.xmp
     media_format = fmt.name
     explicit = _explicit_label(fmt, data, decode_audio)
@@ -222,11 +245,18 @@ def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False
         )
 
     token = record.ReservedCode1 or (xmp.provenance if xmp is not None else None) or ""
+    digested: list[bytes] = []
+
+    def content_digest() -> bytes:  # producer and platform sign the same digest: hash once
+        if not digested:
+            digested.append(fmt.content_digest(data))
+        return digested[0]
+
     try:
         verdict = judge_record(
             record,
             token,
-            lambda: fmt.content_digest(data),
+            content_digest,
             trust,
             media_format=media_format,
             label_source=source,
@@ -235,7 +265,7 @@ def _verify_gb(data: bytes, trust: TrustStore | None, decode_audio: bool = False
         )
         if record.ReservedCode2:
             verdict = dataclasses.replace(
-                verdict, propagation=check_propagation(record, lambda: fmt.content_digest(data), trust)
+                verdict, propagation=check_propagation(record, content_digest, trust)
             )
         elif record.ContentPropagator and (record.ContentPropagator, record.PropagateID) != (
             record.ContentProducer,

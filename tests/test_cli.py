@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SAMPLES, pixels
@@ -501,3 +502,102 @@ def test_symlinks_are_not_followed_unless_asked(tmp_path: Path) -> None:
     assert (tree / "link.png").is_symlink()  # the link stays a link; the file it names is labelled, once
     assert verify((outside / "secret.png").read_bytes()).status is Status.UNTRUSTED
     assert (outside / "secret.png").read_bytes().count(b"<TC260:AIGC>") == 1
+
+
+# -- verify --jobs --------------------------------------------------------------------------------
+
+
+def _verify_tree(root: Path) -> list[str]:
+    """Labelled (so trusted), unlabelled, altered, broken, unsupported and text files, a FIFO and
+    a dangling link, in a tree: every kind of line verify prints. Returns the names in plan order."""
+    from labeler import LabelPolicy, SigningKey, label_bytes
+
+    key = SigningKey.generate()
+    (root / "keys").mkdir(parents=True)
+    (root / "keys/k.pub.pem").write_bytes(key.public_key.to_pem())
+    policy = LabelPolicy(provider_name="ExampleAI", signing_key=key)
+    tree = root / "in"
+    (tree / "sub").mkdir(parents=True)
+    for i in range(70):  # enough for two workers, several units each
+        sample = ("jpeg", "png", "webp-lossy", "gif")[i % 4]
+        (tree / ("sub" if i % 3 else "") / f"f{i:02d}.{sample[:4]}").write_bytes(
+            label_bytes(SAMPLES[sample], policy)
+        )
+    altered = bytearray(label_bytes(SAMPLES["png"], policy))
+    altered[-20] ^= 1  # compressed pixels: the container reads, the digest does not match
+    (tree / "altered.png").write_bytes(bytes(altered))
+    (tree / "plain.png").write_bytes(SAMPLES["png"])
+    (tree / "broken.png").write_bytes(SAMPLES["png"][:-30])
+    (tree / "blob.bin").write_bytes(b"\x00\x01 not an image")
+    (tree / "note.txt").write_text("The answer is 42.\n", encoding="utf-8")
+    (tree / "gone.png").symlink_to(root / "nowhere.png")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tree / "pipe.png")
+    from labeler.batch import plan
+
+    return [str(task.source.relative_to(root)) for task in plan([tree], None, follow_symlinks=True)]
+
+
+def test_verify_jobs_gives_the_same_output_in_the_same_order(tmp_path: Path) -> None:
+    """Worker processes change nothing a user sees: table, JSON, stderr and exit code are those
+    of one process, files in the order they were planned."""
+    names = _verify_tree(tmp_path)
+    for extra in ([], ["--json"], ["--require", "untrusted"]):
+        runs = {
+            jobs: run("verify", "in", "--trust", "keys", *extra, *jobs, cwd=tmp_path, timeout=120)
+            for jobs in ((), ("-j", "1"), ("--jobs", "2"), ("-j", "3"))
+        }
+        one = runs["-j", "1"]
+        assert one.returncode == 1, one.stderr  # a dangling link can't be read
+        assert "Traceback" not in one.stderr
+        for jobs, result in runs.items():
+            assert (result.returncode, result.stdout, result.stderr) == (
+                one.returncode,
+                one.stdout,
+                one.stderr,
+            ), jobs
+        if extra == ["--json"]:
+            report = json.loads(one.stdout)
+            listed = [entry["path"] for entry in report]
+            assert listed == [n for n in names if not n.endswith("pipe.png")]
+            statuses = {Path(e["path"]).name: e["status"] for e in report}
+            assert statuses["altered.png"] == "altered" and statuses["plain.png"] == "no-label"
+            assert statuses["broken.png"] == statuses["blob.bin"] == statuses["gone.png"] == "unreadable"
+            assert [s for n, s in statuses.items() if n.startswith("f")] == ["verified"] * 70
+        else:
+            rows = [line.split()[0] for line in one.stdout.splitlines()[1:]]
+            assert rows == [n for n in names if not n.endswith("pipe.png")]
+        stderr_names = [line.split(":")[0] for line in one.stderr.splitlines()]
+        assert stderr_names == [n for n in names if n.endswith(("gone.png", "pipe.png"))]
+
+
+def test_verify_file_that_kills_its_worker_is_unreadable_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crash in a C library takes a worker down: that file reads as unreadable, in its place,
+    and every other file is verified (apply's worker machinery)."""
+    import labeler.cli
+    from labeler.cli import main
+
+    names = _verify_tree(tmp_path)
+    this = os.getpid()
+    real = labeler.cli._verify_path
+
+    def verify_path(path: Path, *args: Any) -> Any:
+        if path.name == "f08.jpeg":
+            assert os.getpid() != this, "verified in the main process, not in a worker"
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, *args)
+
+    monkeypatch.setattr(labeler.cli, "_verify_path", verify_path)  # forked workers inherit it
+    monkeypatch.chdir(tmp_path)
+    code = main(["verify", "in", "--trust", "keys", "--json", "-j", "2"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    report = json.loads(out)
+    assert [e["path"] for e in report] == [n for n in names if not n.endswith("pipe.png")]
+    (killed,) = [e for e in report if e["path"].endswith("f08.jpeg")]
+    assert killed["status"] == "unreadable"
+    assert killed["problems"] == ["worker process died while verifying this file"]
+    assert [e["status"] for e in report if Path(e["path"]).name.startswith("f")].count("verified") == 69
+    assert len(_lines(err, "f08.jpeg")) == 1

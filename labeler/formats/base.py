@@ -4,6 +4,8 @@ A format module walks its container once per call with a single walker, and expo
 ``accept(prefix)``, ``read_xmp(data)``, ``write_xmp(data, packet)``, ``content_digest(data)``
 and optionally ``read_fallback(data)`` for AIGC records stored outside XMP by other tools, and
 ``stage(data)`` for containers whose structure changes when a slot is added (WebP -> VP8X).
+Inside :func:`walk_once` (verify), the walk a format's functions share is done once per bytes
+object (:func:`shared_walk`); outside, each call walks, so every function stays pure on bytes.
 Containers without XMP (audio, video, documents) set ``write_record`` and keep the GB record
 JSON in their own slot (a RIFF chunk, an ID3 frame, an MP4 key, a PDF Info entry...).
 
@@ -16,9 +18,13 @@ duplicates), so what is digested when labelling is what is digested when verifyi
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from ..errors import UnsupportedFormatError
 
@@ -32,8 +38,12 @@ __all__ = [
     "no_xmp",
     "record_format",
     "register",
+    "shared_walk",
+    "walk_once",
     "xmp_unsupported",
 ]
+
+T = TypeVar("T")
 
 
 #: The claim of a span the digest skips because it is a C2PA manifest store: C2PA is embedded
@@ -88,6 +98,10 @@ class ContainerFormat:
     kind: str = "image"  #: image, audio, video or document: what an explicit label looks like
     #: What ``content_digest`` skips besides our label slot (C2PA stores), to be checked on verify.
     excluded: Callable[[bytes], tuple[Excluded, ...]] = no_exclusions
+    #: Whether the container holds C2PA-typed data naming ``c2pa`` (JPEG APP11 JUMBF, PNG
+    #: ``caBX``, WebP ``C2PA``: what a C2PA reader reads), from the walk, never a scan of the file.
+    #: ``None``: a format with no C2PA container (a C2PA reader is never asked about it).
+    holds_c2pa: Callable[[bytes], bool] | None = None
 
 
 def no_xmp(data: bytes) -> bytes | None:
@@ -120,6 +134,42 @@ def record_format(
 
 
 _REGISTRY: dict[str, ContainerFormat] = {}
+
+#: Inside walk_once(): walker -> (the bytes it walked, its result). Holding the bytes keeps
+#: their id from being reused by another object while the entry lives.
+_WALKS: ContextVar[dict[Callable[[bytes], Any], tuple[bytes, Any]] | None] = ContextVar(
+    "labeler_walks", default=None
+)
+
+
+@contextmanager
+def walk_once() -> Iterator[None]:
+    """Within the block each :func:`shared_walk` walker runs once per bytes object: verify reads
+    the label, the digest and the C2PA stores from one walk. The cache ends with the block."""
+    token = _WALKS.set({})
+    try:
+        yield
+    finally:
+        _WALKS.reset(token)
+
+
+def shared_walk(walker: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """``walker`` (a pure function of the bytes, returning something never mutated) with its
+    result shared by the calls inside :func:`walk_once` on the same bytes object."""
+
+    @functools.wraps(walker)
+    def walk(data: bytes) -> T:
+        cache = _WALKS.get()
+        if cache is None:
+            return walker(data)
+        hit = cache.get(walker)
+        if hit is not None and hit[0] is data:
+            return cast(T, hit[1])
+        result = walker(data)
+        cache[walker] = (data, result)
+        return result
+
+    return walk
 
 
 def register(fmt: ContainerFormat) -> ContainerFormat:

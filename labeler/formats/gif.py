@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import MalformedFileError
-from .base import ContainerFormat, complement, digest_ranges, register, splice
+from .base import ContainerFormat, complement, digest_ranges, register, shared_walk, splice
 
 XMP_APP_ID = b"XMP DataXMP"
 MAGIC_TRAILER = bytes([0x01, *range(0xFF, -1, -1), 0x00])
@@ -77,14 +77,20 @@ def _is_xmp(block: Block, data: bytes) -> bool:
     return block.label == 0xFF and data.startswith(b"\x0b" + XMP_APP_ID, block.start + 2)
 
 
+@shared_walk
+def _our_slot(data: bytes) -> Block | None:
+    """The first XMP extension: our slot, the one read_xmp reads (one walk inside walk_once)."""
+    return next((b for b in blocks(data)[1] if _is_xmp(b, data)), None)
+
+
 def read_xmp(data: bytes) -> bytes | None:
-    for block in blocks(data)[1]:
-        if _is_xmp(block, data):
-            body = data[block.start + 14 : block.end]
-            if not body.endswith(MAGIC_TRAILER):
-                raise MalformedFileError("GIF XMP extension lacks the magic trailer")
-            return body[: -len(MAGIC_TRAILER)]
-    return None
+    block = _our_slot(data)
+    if block is None:
+        return None
+    body = data[block.start + 14 : block.end]
+    if not body.endswith(MAGIC_TRAILER):
+        raise MalformedFileError("GIF XMP extension lacks the magic trailer")
+    return body[: -len(MAGIC_TRAILER)]
 
 
 def write_xmp(data: bytes, packet: bytes) -> bytes:
@@ -100,8 +106,8 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
 
 
 def content_digest(data: bytes) -> bytes:
-    ours = next(((b.start, b.end) for b in blocks(data)[1] if _is_xmp(b, data)), None)
-    return digest_ranges(data, complement([ours] if ours else [], len(data)))
+    ours = _our_slot(data)
+    return digest_ranges(data, complement([(ours.start, ours.end)] if ours else [], len(data)))
 
 
 def stage(data: bytes) -> bytes:

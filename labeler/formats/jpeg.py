@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import LabelTooLargeError, MalformedFileError
 from . import exif
@@ -19,6 +20,7 @@ from .base import (
     complement,
     digest_ranges,
     register,
+    shared_walk,
     splice,
 )
 
@@ -97,11 +99,32 @@ def segments(data: bytes) -> list[Segment]:
         pos = end
 
 
+class _Walk(NamedTuple):
+    """What reading, digesting and C2PA checks need of the segments, found in one pass."""
+
+    xmp: Segment | None  #: our slot: the first XMP segment
+    exif: Segment | None  #: the first Exif segment
+    #: the APP11 segments of the JUMBF boxes that describe themselves as C2PA manifest stores
+    c2pa: tuple[Segment, ...]
+    names_c2pa: bool  #: an APP11 JUMBF segment holds the bytes ``c2pa``
+
+
+@shared_walk
+def _walk(data: bytes) -> _Walk:
+    segs = segments(data)
+    jumbf = [s for s in segs if s.is_jumbf(data)]
+    stores = {s.jumbf_instance(data) for s in jumbf if s.starts_c2pa_store(data)}
+    return _Walk(
+        xmp=next((s for s in segs if s.is_xmp(data)), None),
+        exif=next((s for s in segs if s.is_exif(data)), None),
+        c2pa=tuple(s for s in jumbf if s.jumbf_instance(data) in stores),
+        names_c2pa=any(data.find(b"c2pa", s.start, s.end) >= 0 for s in jumbf),
+    )
+
+
 def read_xmp(data: bytes) -> bytes | None:
-    for seg in segments(data):
-        if seg.is_xmp(data):
-            return seg.payload(data)[len(XMP_HEADER) :]
-    return None
+    seg = _walk(data).xmp
+    return seg.payload(data)[len(XMP_HEADER) :] if seg is not None else None
 
 
 def write_xmp(data: bytes, packet: bytes) -> bytes:
@@ -122,35 +145,27 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
     return splice(data, [(insert_at, insert_at)], segment)
 
 
-def _slots(data: bytes) -> tuple[Segment | None, list[Segment]]:
-    """(our XMP slot: the first XMP segment, the one read_xmp reads; the APP11 segments of the
-    JUMBF boxes that describe themselves as C2PA manifest stores)."""
-    segs = segments(data)
-    ours = next((s for s in segs if s.is_xmp(data)), None)
-    stores = {s.jumbf_instance(data) for s in segs if s.starts_c2pa_store(data)}
-    c2pa = [s for s in segs if s.is_jumbf(data) and s.jumbf_instance(data) in stores]
-    return ours, c2pa
-
-
 def content_digest(data: bytes) -> bytes:
     """SHA-256 of everything but our XMP slot and a C2PA manifest store: C2PA is embedded after
     our label and binds it, as it binds everything except its own store. A second XMP segment,
     any other APPn and any other JUMBF are content."""
-    ours, c2pa = _slots(data)
-    spans = sorted((s.start, s.end) for s in ([ours] if ours else []) + c2pa)
+    found = _walk(data)
+    spans = sorted((s.start, s.end) for s in ((found.xmp,) if found.xmp else ()) + found.c2pa)
     return digest_ranges(data, complement(spans, len(data)))
 
 
 def excluded(data: bytes) -> tuple[Excluded, ...]:
-    return tuple(Excluded(C2PA, s.start, s.end) for s in _slots(data)[1])
+    return tuple(Excluded(C2PA, s.start, s.end) for s in _walk(data).c2pa)
+
+
+def holds_c2pa(data: bytes) -> bool:
+    return _walk(data).names_c2pa
 
 
 def read_fallback(data: bytes) -> str | None:
     """An AIGC record that another tool put in EXIF UserComment (0x9286), if any."""
-    for seg in segments(data):
-        if seg.is_exif(data):
-            return exif.read_user_comment_record(data[seg.start + 4 : seg.end])
-    return None
+    seg = _walk(data).exif
+    return exif.read_user_comment_record(data[seg.start + 4 : seg.end]) if seg is not None else None
 
 
 def stage(data: bytes) -> bytes:
@@ -184,5 +199,6 @@ FORMAT = register(
         stage=stage,
         record_slot="exif:UserComment",
         excluded=excluded,
+        holds_c2pa=holds_c2pa,
     )
 )

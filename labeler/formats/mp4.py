@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..aigc import single_record
 from ..errors import MalformedFileError, UnsupportedFormatError
-from .base import record_format, register
+from .base import record_format, register, shared_walk
 
 KEY = b"AIGC"
 _NOT_VIDEO = {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis", b"hevc", b"crx "}
@@ -72,6 +72,7 @@ def box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I4s", len(payload) + 8, kind) + payload
 
 
+@shared_walk  # reading and digesting share the walk (inside walk_once)
 def _moov(data: bytes) -> tuple[list[Box], Box]:
     top = boxes(data, 0, len(data), top=True)
     moovs = [b for b in top if b.type == b"moov"]
@@ -121,6 +122,7 @@ def _item_value(data: bytes, item: Box) -> bytes | None:
     return None
 
 
+@shared_walk
 def _find(data: bytes) -> tuple[Box, Box, Box | None] | None:
     """(moov, the mdta meta box, its udta or None if directly in moov) holding our key, if any."""
     _, moov = _moov(data)

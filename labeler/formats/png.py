@@ -10,10 +10,11 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..aigc import single_record
 from ..errors import MalformedFileError
-from .base import C2PA, ContainerFormat, Excluded, complement, digest_ranges, register, splice
+from .base import C2PA, ContainerFormat, Excluded, complement, digest_ranges, register, shared_walk, splice
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 XMP_KEYWORD = b"XML:com.adobe.xmp"
@@ -90,14 +91,32 @@ def _is_xmp(chunk: Chunk, data: bytes) -> bool:
     return chunk.type == b"iTXt" and data.startswith(XMP_KEYWORD + b"\x00", chunk.start + 8)
 
 
+class _Walk(NamedTuple):
+    """What reading, digesting and C2PA checks need of the chunks, found in one pass."""
+
+    xmp: Chunk | None  #: our slot: the first XMP chunk
+    aigc: tuple[Chunk, ...]  #: text chunks keyed ``AIGC``
+    c2pa: tuple[Chunk, ...]  #: C2PA stores (``caBX``)
+
+
+@shared_walk
+def _walk(data: bytes) -> _Walk:
+    all_chunks = chunks(data)
+    return _Walk(
+        xmp=next((c for c in all_chunks if _is_xmp(c, data)), None),
+        aigc=tuple(c for c in all_chunks if _is_aigc_text(c, data)),
+        c2pa=tuple(c for c in all_chunks if c.type == b"caBX"),
+    )
+
+
 def read_xmp(data: bytes) -> bytes | None:
-    for chunk in chunks(data):
-        if _is_xmp(chunk, data):
-            parsed = _text_chunk(chunk, data)
-            if parsed is None:
-                raise MalformedFileError("PNG XMP iTXt chunk is broken")
-            return parsed[1].encode("utf-8")
-    return None
+    chunk = _walk(data).xmp
+    if chunk is None:
+        return None
+    parsed = _text_chunk(chunk, data)
+    if parsed is None:
+        raise MalformedFileError("PNG XMP iTXt chunk is broken")
+    return parsed[1].encode("utf-8")
 
 
 def _make_chunk(ctype: bytes, body: bytes) -> bytes:
@@ -115,23 +134,20 @@ def write_xmp(data: bytes, packet: bytes) -> bytes:
     return splice(data, [(at, at)], new)
 
 
-def _slots(data: bytes) -> tuple[Chunk | None, list[Chunk]]:
-    """(our XMP slot: the first XMP chunk, the one read_xmp reads; the C2PA ``caBX`` chunks)."""
-    all_chunks = chunks(data)
-    ours = next((c for c in all_chunks if _is_xmp(c, data)), None)
-    return ours, [c for c in all_chunks if c.type == b"caBX"]
-
-
 def content_digest(data: bytes) -> bytes:
     """SHA-256 of everything but our XMP chunk and a C2PA store (``caBX``), which binds us. A
     second XMP chunk is content."""
-    ours, c2pa = _slots(data)
-    spans = sorted((c.start, c.end) for c in ([ours] if ours else []) + c2pa)
+    found = _walk(data)
+    spans = sorted((c.start, c.end) for c in ((found.xmp,) if found.xmp else ()) + found.c2pa)
     return digest_ranges(data, complement(spans, len(data)))
 
 
 def excluded(data: bytes) -> tuple[Excluded, ...]:
-    return tuple(Excluded(C2PA, c.start, c.end) for c in _slots(data)[1])
+    return tuple(Excluded(C2PA, c.start, c.end) for c in _walk(data).c2pa)
+
+
+def holds_c2pa(data: bytes) -> bool:
+    return any(data.find(b"c2pa", c.start, c.end) >= 0 for c in _walk(data).c2pa)
 
 
 def _is_aigc_text(chunk: Chunk, data: bytes) -> bool:
@@ -141,7 +157,7 @@ def _is_aigc_text(chunk: Chunk, data: bytes) -> bool:
 def read_fallback(data: bytes) -> str | None:
     """The record in ``tEXt``/``zTXt``/``iTXt`` chunks keyed ``AIGC`` (TC260-PG-20259A's
     example), if any; two chunks holding different records raise InvalidRecordError."""
-    texts = [parsed[1] for c in chunks(data) if _is_aigc_text(c, data) and (parsed := _text_chunk(c, data))]
+    texts = [parsed[1] for c in _walk(data).aigc if (parsed := _text_chunk(c, data))]
     return single_record(texts)
 
 
@@ -167,5 +183,6 @@ FORMAT = register(
         stage=stage,
         record_slot="png:tEXt/AIGC",
         excluded=excluded,
+        holds_c2pa=holds_c2pa,
     )
 )

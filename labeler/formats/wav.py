@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..aigc import single_record
 from . import riff
-from .base import digest_ranges, record_format, register, trailer_marker
+from .base import digest_ranges, record_format, register, shared_walk, trailer_marker
 
 SLOT = b"AIGC"
 
@@ -23,8 +23,15 @@ def walk(data: bytes) -> tuple[list[riff.Chunk], int]:
     return riff.walk(data, b"WAVE", "WAV")
 
 
+@shared_walk
+def _walk(data: bytes) -> tuple[tuple[riff.Chunk, ...], int]:
+    """:func:`walk`, shared by reading and digesting (inside ``walk_once``)."""
+    chunks, riff_end = walk(data)
+    return tuple(chunks), riff_end
+
+
 def read_record(data: bytes) -> str | None:
-    chunks, _ = walk(data)
+    chunks, _ = _walk(data)
     return single_record(
         [c.payload(data).rstrip(b"\x00").decode("latin-1") for c in chunks if c.fourcc == SLOT]
     )
@@ -55,7 +62,7 @@ def stage(data: bytes) -> bytes:
 
 
 def content_digest(data: bytes) -> bytes:
-    chunks, riff_end = walk(data)
+    chunks, riff_end = _walk(data)
     ours = next((c for c in chunks if c.fourcc == SLOT), None)
     keep = [(8, 12), *((c.start, c.end) for c in chunks if c is not ours), (riff_end, len(data))]
     return digest_ranges(data, keep, suffix=trailer_marker(riff_end, len(data)))

@@ -12,7 +12,7 @@ import struct
 
 from ..errors import MalformedFileError
 from . import riff
-from .base import C2PA, ContainerFormat, Excluded, digest_ranges, register, trailer_marker
+from .base import C2PA, ContainerFormat, Excluded, digest_ranges, register, shared_walk, trailer_marker
 from .riff import Chunk
 
 XMP_FLAG = 0x04
@@ -33,8 +33,15 @@ def walk(data: bytes) -> tuple[list[Chunk], int]:
     return chunks, riff_end
 
 
+@shared_walk
+def _walk(data: bytes) -> tuple[tuple[Chunk, ...], int]:
+    """:func:`walk`, shared by reading, digesting and C2PA checks (inside ``walk_once``)."""
+    chunks, riff_end = walk(data)
+    return tuple(chunks), riff_end
+
+
 def read_xmp(data: bytes) -> bytes | None:
-    chunks, _ = walk(data)
+    chunks, _ = _walk(data)
     return next((c.payload(data) for c in chunks if c.fourcc == b"XMP "), None)
 
 
@@ -106,11 +113,15 @@ def stage(data: bytes) -> bytes:
 
 
 def excluded(data: bytes) -> tuple[Excluded, ...]:
-    return tuple(Excluded(C2PA, c.start, c.end) for c in walk(data)[0] if c.fourcc == b"C2PA")
+    return tuple(Excluded(C2PA, c.start, c.end) for c in _walk(data)[0] if c.fourcc == b"C2PA")
+
+
+def holds_c2pa(data: bytes) -> bool:
+    return any(c.fourcc == b"C2PA" and data.find(b"c2pa", c.start, c.end) >= 0 for c in _walk(data)[0])
 
 
 def content_digest(data: bytes) -> bytes:
-    chunks, riff_end = walk(data)
+    chunks, riff_end = _walk(data)
     ours = next((c for c in chunks if c.fourcc == b"XMP "), None)  # the one read_xmp reads
     keep: list[tuple[int, int]] = []
     masked = b""
@@ -138,5 +149,6 @@ FORMAT = register(
         content_digest,
         stage=stage,
         excluded=excluded,
+        holds_c2pa=holds_c2pa,
     )
 )
