@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape, quoteattr
 
 from . import safexml
 from .errors import MalformedFileError
+from .safexml import escape, quoteattr
 
 __all__ = [
     "DIGITAL_SOURCE_TYPE_AI",

@@ -20,10 +20,10 @@ from __future__ import annotations
 import io
 import re
 from typing import Any
-from xml.sax.saxutils import escape
 
 from ..errors import LabelerError, MalformedFileError, UnsupportedFormatError
 from ..formats import docx, pdf
+from ..safexml import escape
 from ..text import find_text_labels
 from .image import draw_label
 from .styles import VisibleStyle

@@ -22,11 +22,11 @@ import xml.etree.ElementTree as ET
 import zipfile
 import zlib
 from collections.abc import Iterator
-from xml.sax.saxutils import escape
 
 from .. import safexml
 from ..aigc import single_record
 from ..errors import MalformedFileError, UnsupportedFormatError
+from ..safexml import escape
 from .base import record_format, register
 
 NAME = "AIGC"
@@ -126,7 +126,7 @@ def _emit(elem: ET.Element) -> str:
     else:
         name, declare = f"x:{local}", f' xmlns:x="{escape(uri)}"'
     attrs = "".join(
-        f' {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in elem.attrib.items() if "{" not in k
+        f' {k}="{escape(v).replace(chr(34), "&quot;")}"' for k, v in elem.attrib.items() if "{" not in k
     )
     inner = escape(elem.text or "") + "".join(_emit(child) + escape(child.tail or "") for child in elem)
     return f"<{name}{declare}{attrs}>{inner}</{name}>"
