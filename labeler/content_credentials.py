@@ -24,9 +24,9 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigError, LabelerError, SigningKeyError
-from .formats import detect
+from .formats import detect, find_label
 from .policy import LabelPolicy
-from .xmp import DIGITAL_SOURCE_TYPE_AI, read_label
+from .xmp import DIGITAL_SOURCE_TYPE_AI
 
 __all__ = ["C2paConfig", "C2paError", "add_content_credentials", "make_test_ca", "read_content_credentials"]
 
@@ -128,17 +128,16 @@ def manifest_for(policy: LabelPolicy, aigc_json: str | None) -> dict[str, Any]:
 def add_content_credentials(data: bytes, policy: LabelPolicy, config: C2paConfig) -> bytes:
     """Embed a signed C2PA manifest into a (GB-labelled) JPEG, PNG or WebP."""
     c2pa = _c2pa()
-    fmt = detect(data)
+    found = find_label(data)
+    fmt = found.format
     if fmt.name not in MIME:
         raise C2paError(f"C2PA is wired for JPEG, PNG and WebP here, not {fmt.name}")
-    packet = fmt.read_xmp(data)
-    label = read_label(packet) if packet else None
     context = c2pa.Context.from_dict(
         {"builder": {"thumbnail": {"enabled": config.thumbnail}}, "verify": {"verify_after_sign": False}}
     )
     signer = config.signer()
     try:
-        builder = c2pa.Builder(manifest_for(policy, label.aigc if label else None), context=context)
+        builder = c2pa.Builder(manifest_for(policy, found.record), context=context)
         out = io.BytesIO()
         builder.sign(signer, MIME[fmt.name], io.BytesIO(data), out)
         return out.getvalue()
