@@ -55,7 +55,7 @@ from .aigc import AigcRecord, new_produce_id
 from .batch_signing import BatchSigner
 from .errors import MalformedFileError
 from .explicit import explicit_label
-from .formats import detect, find_label
+from .formats import detect, find_label, formats
 from .policy import LabelPolicy
 from .provenance import PayloadTemplate, sign_payloads
 from .sse import MAX_PENDING, Event, EventTooLargeError, SSEParser, format_comment
@@ -69,16 +69,8 @@ __all__ = ["LabelingMiddleware", "verify_response", "verify_stream"]
 
 logger = logging.getLogger("labeler.middleware")
 
-IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
-AUDIO_TYPES = {
-    "audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audio/mpeg", "audio/mp3",
-    "audio/flac", "audio/x-flac", "audio/ogg", "audio/opus",
-}  # fmt: skip
-OTHER_MEDIA_TYPES = {
-    "video/mp4", "video/quicktime", "application/pdf",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-}  # fmt: skip
-MEDIA_TYPES = IMAGE_TYPES | AUDIO_TYPES | OTHER_MEDIA_TYPES
+#: Every media type of every registered container format: what the middleware labels as media.
+MEDIA_TYPES = frozenset(t for f in formats() for t in (f.mime_type, *f.mime_aliases))
 TEXT_JSON_ADAPTERS = (openai_chat.label_json, openai_responses.label_json, anthropic.label_json)
 COMMENT_PREFIX = "AIGC "
 #: stream bytes (comments, keep-alives) held before the first event decides the headers

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from ..errors import UnsupportedFormatError
 
@@ -80,10 +80,19 @@ def claims_c2pa_store(box: bytes) -> bool:
     return box[at + 4 : at + 8] == b"jumd" and box[at + 8 : at + 24] == C2PA_STORE_UUID
 
 
-@dataclass(frozen=True)
+#: What an explicit label looks like for a container: a picture, a sound, frames or a document.
+Kind = Literal["image", "audio", "video", "document"]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ContainerFormat:
+    """One container format, built with keywords (Pillow-plugin style: a module registers it)."""
+
     name: str
     mime_type: str
+    #: Other media types the same bytes are served under (e.g. ``audio/x-wav``): the middleware
+    #: labels every type of every registered format, and no second list.
+    mime_aliases: tuple[str, ...] = ()
     extensions: tuple[str, ...]
     accept: Callable[[bytes], bool]
     read_xmp: Callable[[bytes], bytes | None]
@@ -95,7 +104,7 @@ class ContainerFormat:
     #: GB record JSON there; ``read_fallback`` reads it back and ``record_slot`` names it.
     write_record: Callable[[bytes, str], bytes] | None = None
     record_slot: str = "fallback"
-    kind: str = "image"  #: image, audio, video or document: what an explicit label looks like
+    kind: Kind = "image"
     #: What ``content_digest`` skips besides our label slot (C2PA stores), to be checked on verify.
     excluded: Callable[[bytes], tuple[Excluded, ...]] = no_exclusions
     #: Whether the container holds C2PA-typed data naming ``c2pa`` (JPEG APP11 JUMBF, PNG
@@ -114,11 +123,12 @@ def xmp_unsupported(data: bytes, packet: bytes) -> bytes:
 
 
 def record_format(
+    *,
     name: str,
     mime_type: str,
+    mime_aliases: tuple[str, ...] = (),
     extensions: tuple[str, ...],
-    kind: str,
-    *,
+    kind: Kind,
     accept: Callable[[bytes], bool],
     content_digest: Callable[[bytes], bytes],
     read_record: Callable[[bytes], str | None],
@@ -128,8 +138,9 @@ def record_format(
 ) -> ContainerFormat:
     """A container that keeps the GB record in its own slot (audio, video, documents)."""
     return ContainerFormat(
-        name, mime_type, extensions, accept, no_xmp, xmp_unsupported, content_digest, read_record,
-        stage=stage, write_record=write_record, record_slot=slot, kind=kind,
+        name=name, mime_type=mime_type, mime_aliases=mime_aliases, extensions=extensions, kind=kind,
+        accept=accept, read_xmp=no_xmp, write_xmp=xmp_unsupported, content_digest=content_digest,
+        read_fallback=read_record, stage=stage, write_record=write_record, record_slot=slot,
     )  # fmt: skip
 
 

@@ -315,10 +315,10 @@ def content_digest(data: bytes) -> bytes:
 
 FORMAT = register(
     record_format(
-        "docx",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        (".docx", ".xlsx", ".pptx", ".docm"),
-        "document",
+        name="docx",
+        mime_type="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        extensions=(".docx", ".xlsx", ".pptx", ".docm"),
+        kind="document",
         accept=accept,
         content_digest=content_digest,
         read_record=read_record,

@@ -86,10 +86,11 @@ def content_digest(data: bytes) -> bytes:
 
 FORMAT = register(
     record_format(
-        "flac",
-        "audio/flac",
-        (".flac",),
-        "audio",
+        name="flac",
+        mime_type="audio/flac",
+        mime_aliases=("audio/x-flac",),
+        extensions=(".flac",),
+        kind="audio",
         accept=accept,
         content_digest=content_digest,
         read_record=read_record,

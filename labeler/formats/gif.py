@@ -122,5 +122,14 @@ def size(data: bytes) -> tuple[int, int]:
 
 
 FORMAT = register(
-    ContainerFormat("gif", "image/gif", (".gif",), accept, read_xmp, write_xmp, content_digest, stage=stage)
+    ContainerFormat(
+        name="gif",
+        mime_type="image/gif",
+        extensions=(".gif",),
+        accept=accept,
+        read_xmp=read_xmp,
+        write_xmp=write_xmp,
+        content_digest=content_digest,
+        stage=stage,
+    )
 )

@@ -188,14 +188,14 @@ def stage(data: bytes) -> bytes:
 
 FORMAT = register(
     ContainerFormat(
-        "jpeg",
-        "image/jpeg",
-        (".jpg", ".jpeg", ".jpe", ".jfif"),
-        accept,
-        read_xmp,
-        write_xmp,
-        content_digest,
-        read_fallback,
+        name="jpeg",
+        mime_type="image/jpeg",
+        extensions=(".jpg", ".jpeg", ".jpe", ".jfif"),
+        accept=accept,
+        read_xmp=read_xmp,
+        write_xmp=write_xmp,
+        content_digest=content_digest,
+        read_fallback=read_fallback,
         stage=stage,
         record_slot="exif:UserComment",
         excluded=excluded,

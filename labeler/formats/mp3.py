@@ -166,10 +166,11 @@ def content_digest(data: bytes) -> bytes:
 
 FORMAT = register(
     record_format(
-        "mp3",
-        "audio/mpeg",
-        (".mp3",),
-        "audio",
+        name="mp3",
+        mime_type="audio/mpeg",
+        mime_aliases=("audio/mp3",),
+        extensions=(".mp3",),
+        kind="audio",
         accept=accept,
         content_digest=content_digest,
         read_record=read_record,

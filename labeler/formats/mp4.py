@@ -360,10 +360,11 @@ def content_digest(data: bytes) -> bytes:
 
 FORMAT = register(
     record_format(
-        "mp4",
-        "video/mp4",
-        (".mp4", ".m4v", ".mov", ".m4a", ".3gp"),
-        "video",
+        name="mp4",
+        mime_type="video/mp4",
+        mime_aliases=("video/quicktime",),
+        extensions=(".mp4", ".m4v", ".mov", ".m4a", ".3gp"),
+        kind="video",
         accept=accept,
         content_digest=content_digest,
         read_record=read_record,

@@ -110,10 +110,11 @@ def stage(data: bytes) -> bytes:
 
 FORMAT = register(
     record_format(
-        "ogg",
-        "audio/ogg",
-        (".ogg", ".oga", ".opus", ".spx"),
-        "audio",
+        name="ogg",
+        mime_type="audio/ogg",
+        mime_aliases=("audio/opus",),
+        extensions=(".ogg", ".oga", ".opus", ".spx"),
+        kind="audio",
         accept=accept,
         content_digest=content_digest,
         read_record=read_record,

@@ -366,10 +366,10 @@ def write_record(data: bytes, record: str) -> bytes:
 
 FORMAT = register(
     record_format(
-        "pdf",
-        "application/pdf",
-        (".pdf",),
-        "document",
+        name="pdf",
+        mime_type="application/pdf",
+        extensions=(".pdf",),
+        kind="document",
         accept=accept,
         content_digest=content_digest,
         read_record=read_record,

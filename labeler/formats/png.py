@@ -172,14 +172,14 @@ def stage(data: bytes) -> bytes:
 
 FORMAT = register(
     ContainerFormat(
-        "png",
-        "image/png",
-        (".png",),
-        accept,
-        read_xmp,
-        write_xmp,
-        content_digest,
-        read_fallback,
+        name="png",
+        mime_type="image/png",
+        extensions=(".png",),
+        accept=accept,
+        read_xmp=read_xmp,
+        write_xmp=write_xmp,
+        content_digest=content_digest,
+        read_fallback=read_fallback,
         stage=stage,
         record_slot="png:tEXt/AIGC",
         excluded=excluded,

@@ -70,10 +70,11 @@ def content_digest(data: bytes) -> bytes:
 
 FORMAT = register(
     record_format(
-        "wav",
-        "audio/wav",
-        (".wav", ".wave"),
-        "audio",
+        name="wav",
+        mime_type="audio/wav",
+        mime_aliases=("audio/x-wav", "audio/wave", "audio/vnd.wave"),
+        extensions=(".wav", ".wave"),
+        kind="audio",
         accept=accept,
         content_digest=content_digest,
         read_record=read_record,

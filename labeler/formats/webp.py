@@ -140,13 +140,13 @@ def content_digest(data: bytes) -> bytes:
 
 FORMAT = register(
     ContainerFormat(
-        "webp",
-        "image/webp",
-        (".webp",),
-        accept,
-        read_xmp,
-        write_xmp,
-        content_digest,
+        name="webp",
+        mime_type="image/webp",
+        extensions=(".webp",),
+        accept=accept,
+        read_xmp=read_xmp,
+        write_xmp=write_xmp,
+        content_digest=content_digest,
         stage=stage,
         excluded=excluded,
         holds_c2pa=holds_c2pa,
