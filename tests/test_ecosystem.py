@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -327,10 +328,10 @@ def test_remove_ai_watermarks_reads_the_fields(
 @pytest.mark.interop
 @pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed (CI installs it)")
 def test_exiftool_writes_flat_with_our_config_and_we_read_it(tmp_path: Path) -> None:
-    """exiftool with the TC260 config (labeler.xmp.EXIFTOOL_CONFIG) writes what we read."""
+    """exiftool with the TC260 config (labeler.xmp.EXIFTOOL_CONFIG) writes, flat or wrapped, what we read."""
     config = tmp_path / "tc260.config"
     config.write_text(EXIFTOOL_CONFIG)
-    for name, ext in IMAGE_EXT.items():
+    for (name, ext), record in itertools.product(IMAGE_EXT.items(), (FLAT, WRAPPED)):
         path = tmp_path / f"x{ext}"
         path.write_bytes(SAMPLES[name])
         subprocess.run(
@@ -340,13 +341,13 @@ def test_exiftool_writes_flat_with_our_config_and_we_read_it(tmp_path: Path) -> 
                 str(config),
                 "-q",
                 "-overwrite_original",
-                f"-XMP-TC260:AIGC={FLAT}",
+                f"-XMP-TC260:AIGC={record}",
                 str(path),
             ],
             check=True,
         )
         verdict = verify(path.read_bytes())
-        assert verdict.status is Status.UNSIGNED and verdict.record == AigcRecord.from_json(FLAT), name
+        assert verdict.status is Status.UNSIGNED and verdict.record == AigcRecord.from_json(record), name
 
 
 @needs_ffmpeg

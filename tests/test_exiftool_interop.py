@@ -11,7 +11,7 @@ import pytest
 from conftest import SAMPLES
 
 from labeler import LabelPolicy, Status, TrustStore, label_bytes, verify
-from labeler.xmp import DIGITAL_SOURCE_TYPE_AI, EXIFTOOL_CONFIG
+from labeler.xmp import DIGITAL_SOURCE_TYPE_AI
 
 pytestmark = [
     pytest.mark.interop,
@@ -72,28 +72,3 @@ def test_we_verify_after_exiftool_edits_other_metadata(
     assert verify(path.read_bytes(), trust).status is Status.VERIFIED  # XMP-only edit
     subprocess.run(["exiftool", "-q", "-overwrite_original", "-EXIF:Artist=Someone", str(path)], check=True)
     assert verify(path.read_bytes(), trust).status is Status.ALTERED
-
-
-def test_exiftool_written_label_with_our_namespace_is_read(tmp_path: Path) -> None:
-    """A label written by another tool (exiftool + a TC260 config) is found and judged unsigned."""
-    config = tmp_path / "tc260.config"
-    config.write_text(EXIFTOOL_CONFIG)
-    path = tmp_path / "b.png"
-    path.write_bytes(SAMPLES["png"])
-    record = '{"AIGC":{"Label":"1","ContentProducer":"001191440300708461136T1XGW3","ProduceID":"x1"}}'
-    subprocess.run(
-        [
-            "exiftool",
-            "-config",
-            str(config),
-            "-q",
-            "-overwrite_original",
-            f"-XMP-TC260:AIGC={record}",
-            str(path),
-        ],
-        check=True,
-    )
-    verdict = verify(path.read_bytes())
-    assert (
-        verdict.status is Status.UNSIGNED and verdict.record is not None and verdict.record.ProduceID == "x1"
-    )
