@@ -1,14 +1,21 @@
 """Signature algorithms, keys and the trust store.
 
-Algorithms are looked up by name in a registry so that SM2 (SM3withSM2, as TC260-PG-202511A
-describes) can be added without touching the record code. Built in: ``Ed25519`` (default) and
-``ES256`` (ECDSA P-256 + SHA-256, raw ``r||s`` signatures as in JOSE).
+Algorithms are looked up by name in a registry, so the record code never names one. Built in:
+``Ed25519`` (default), ``ES256`` (ECDSA P-256 + SHA-256, raw ``r||s`` signatures as in JOSE) and,
+where OpenSSL 3's libcrypto is present, ``SM2`` (SM3withSM2, as TC260-PG-202511A expects; see
+:mod:`labeler.sm2`).
+
+A :class:`SigningKey` is either a private key in this process or a :class:`Signer` held elsewhere
+(an HSM, a KMS, a signing service: :mod:`labeler.remote_signer`), so everything that signs takes
+the same object. Rotation-aware trust (validity windows, retired and revoked keys) lives in
+:mod:`labeler.trust`.
 
 Private keys never appear in a ``repr``, a log line or an error message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -19,7 +26,7 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,12 +36,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from . import sm2
 from .errors import SigningKeyError
 
 __all__ = [
     "ALGORITHMS",
     "PublicKey",
     "SignatureAlgorithm",
+    "Signer",
     "SigningKey",
     "TrustStore",
     "b64url_decode",
@@ -132,6 +141,11 @@ class _ES256:
 
 #: Name -> algorithm. Only names in here are ever verified; "none" and friends never are.
 ALGORITHMS: dict[str, SignatureAlgorithm] = {"Ed25519": _Ed25519(), "ES256": _ES256()}
+if sm2.available():
+    ALGORITHMS["SM2"] = sm2.Sm2()
+
+#: What ``keygen --alg`` accepts, any case: the registry's names.
+ALGORITHM_ALIASES = {"ed25519": "Ed25519", "es256": "ES256", "sm2": "SM2"}
 
 
 def register_algorithm(algorithm: SignatureAlgorithm) -> None:
@@ -161,6 +175,10 @@ class PublicKey:
 
     @classmethod
     def from_pem(cls, pem: bytes) -> PublicKey:
+        if sm2.is_sm2_pem(pem):
+            der = sm2.pem_der(pem)
+            assert der is not None
+            return cls("SM2", sm2.public_raw_from_spki(der))
         try:
             key = serialization.load_pem_public_key(pem)
         except ValueError:
@@ -183,49 +201,109 @@ class PublicKey:
             )
         elif self.algorithm == "ES256":
             key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.raw)
+        elif self.algorithm == "SM2":
+            return sm2.to_pem(sm2.public_spki_der(self.raw), "PUBLIC KEY")
         else:
             raise SigningKeyError(f"cannot export {self.algorithm} keys as PEM")
         return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-class SigningKey:
-    """A private key bound to its algorithm. ``repr`` shows only the algorithm and key id."""
+@runtime_checkable
+class Signer(Protocol):
+    """A private key held elsewhere (HSM, KMS, a signing service): it signs bytes, and its
+    public key is known before the first signature. ``sign`` may block (a network round trip);
+    :meth:`SigningKey.sign_async` runs it off the event loop, or calls ``sign_async`` when the
+    signer has one."""
 
-    __slots__ = ("_key", "algorithm", "public_key")
+    @property
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class SigningKey:
+    """A private key bound to its algorithm, in this process or behind a :class:`Signer`.
+    ``repr`` shows only the algorithm and key id."""
+
+    __slots__ = ("_key", "_signer", "algorithm", "public_key")
 
     def __init__(self, key: object, algorithm: str | None = None) -> None:
         if algorithm is None:
             algorithm = next((n for n, a in ALGORITHMS.items() if a.accepts_private(key)), None)
             if algorithm is None:
                 raise SigningKeyError(
-                    f"unsupported private key type {type(key).__name__}; use Ed25519 or ECDSA P-256"
+                    f"unsupported private key type {type(key).__name__}; use Ed25519, ECDSA P-256 or SM2"
                 )
         impl = ALGORITHMS.get(algorithm)
         if impl is None or not impl.accepts_private(key):
             raise SigningKeyError(f"key does not fit algorithm {algorithm!r}")
         self._key = key
+        self._signer: Signer | None = None
         self.algorithm = algorithm
         self.public_key = PublicKey(algorithm, impl.public_raw(key))
+
+    @classmethod
+    def from_signer(cls, signer: Signer) -> SigningKey:
+        """A key whose signatures come from ``signer``; each is checked against the public key
+        before use, so a misconfigured KMS fails loudly instead of minting bad records."""
+        public = signer.public_key
+        if public.algorithm not in ALGORITHMS:
+            raise SigningKeyError(f"remote signer uses unknown algorithm {public.algorithm!r}")
+        self = cls.__new__(cls)
+        self._key, self._signer = None, signer
+        self.algorithm, self.public_key = public.algorithm, public
+        return self
 
     @property
     def key_id(self) -> str:
         return self.public_key.key_id
 
+    @property
+    def remote(self) -> bool:
+        """True when signing leaves the process (and may block): sign off the event loop."""
+        return self._signer is not None
+
     def __repr__(self) -> str:
-        return f"SigningKey(algorithm={self.algorithm!r}, key_id={self.key_id!r})"
+        where = ", remote=True" if self._signer is not None else ""
+        return f"SigningKey(algorithm={self.algorithm!r}, key_id={self.key_id!r}{where})"
 
     def sign(self, data: bytes) -> bytes:
-        return ALGORITHMS[self.algorithm].sign(self._key, data)
+        if self._signer is None:
+            return ALGORITHMS[self.algorithm].sign(self._key, data)
+        return self._checked(self._signer.sign(data), data)
+
+    async def sign_async(self, data: bytes) -> bytes:
+        """:meth:`sign` for event loops: a local key signs inline (microseconds), a remote signer
+        via its own ``sign_async`` if it has one, else in a worker thread."""
+        signer = self._signer
+        if signer is None:
+            return self.sign(data)
+        native = getattr(signer, "sign_async", None)
+        if native is not None:
+            return self._checked(await native(data), data)
+        return await asyncio.to_thread(self.sign, data)
+
+    def _checked(self, signature: object, data: bytes) -> bytes:
+        if not isinstance(signature, bytes) or not self.public_key.verify(signature, data):
+            raise SigningKeyError(
+                f"remote signer returned a signature that does not verify under key {self.key_id}"
+            )
+        return signature
 
     @classmethod
     def generate(cls, algorithm: str = "Ed25519") -> SigningKey:
-        impl = ALGORITHMS.get(algorithm)
+        impl = ALGORITHMS.get(ALGORITHM_ALIASES.get(algorithm.lower(), algorithm))
         if impl is None:
             raise SigningKeyError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
-        return cls(impl.generate(), algorithm)
+        return cls(impl.generate(), impl.name)
 
     @classmethod
     def from_pem(cls, pem: bytes, password: bytes | None = None) -> SigningKey:
+        if sm2.is_sm2_pem(pem):
+            der = sm2.pem_der(pem)
+            if password is not None or der is None:
+                raise SigningKeyError("encrypted SM2 keys are not supported; store it unencrypted, mode 600")
+            return cls(sm2.Sm2PrivateKey.from_der(der), "SM2")
         try:
             key = serialization.load_pem_private_key(pem, password=password)
         except (ValueError, TypeError):
@@ -250,6 +328,10 @@ class SigningKey:
         return cls.from_pem(pem, password)
 
     def private_pem(self) -> bytes:
+        if self._signer is not None:
+            raise SigningKeyError("this key is held by a remote signer; its private part never leaves it")
+        if isinstance(self._key, sm2.Sm2PrivateKey):
+            return sm2.to_pem(self._key.pkcs8_der(), "PRIVATE KEY")
         assert hasattr(self._key, "private_bytes")
         return self._key.private_bytes(  # type: ignore[no-any-return]
             serialization.Encoding.PEM,
