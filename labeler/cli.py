@@ -129,9 +129,18 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         print(f"C2PA signer chain: {paths['chain']}\nC2PA signer key:   {paths['key']} (mode 600)")
         print("for tests and demos only: production needs a certificate from a C2PA-recognised CA")
         return 0
-    key = SigningKey.generate(args.algorithm)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.revoke:
+        return _revoke_key(out, args.revoke, args.reason)
     private, public = out / f"{args.name}.pem", out / f"{args.name}.pub.pem"
+    algorithm = args.algorithm or "Ed25519"
+    if args.rotate and args.algorithm is None and public.exists():  # rotate within the algorithm
+        from .signing import PublicKey
+
+        algorithm = PublicKey.from_pem(public.read_bytes()).algorithm
+    key = SigningKey.generate(algorithm)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.rotate:
+        return _rotate_key(out, args.name, key, args.grace)
     _refuse_links([private, public], args.force)
     _write_key_file(private, key.private_pem(), 0o600, args.force)
     _write_key_file(public, key.public_key.to_pem(), 0o644, args.force)
@@ -540,12 +549,90 @@ def _add_inspect(sub: Subparsers) -> None:
 
 def _add_keygen(sub: Subparsers) -> None:
     p = sub.add_parser("keygen", help="create a signing key pair (PEM) and print its key id")
-    p.add_argument("--algorithm", default="Ed25519", choices=["Ed25519", "ES256"])
+    p.add_argument(
+        "--algorithm",
+        "--alg",
+        default=None,
+        type=lambda name: {"ed25519": "Ed25519", "es256": "ES256", "sm2": "SM2"}.get(name.lower(), name),
+        choices=["Ed25519", "ES256", "SM2"],
+        help="default Ed25519 (--rotate: the old key's); SM2: SM3withSM2, needs OpenSSL 3's libcrypto",
+    )
     p.add_argument("--out", default="keys", help="directory for NAME.pem and NAME.pub.pem")
     p.add_argument("--name", default="labeler")
     p.add_argument("--force", action="store_true")
     p.add_argument("--c2pa", action="store_true", help="instead: a local test CA + C2PA signer certificate")
+    p.add_argument(
+        "--rotate",
+        action="store_true",
+        help="new NAME key; the old one retired in OUT/keys.json, still verifiable",
+    )
+    p.add_argument("--grace", type=float, default=3600.0, help="--rotate: seconds the old key may still sign")
+    p.add_argument("--revoke", metavar="KID", help="instead: mark key KID revoked in OUT/keys.json")
+    p.add_argument("--reason", default="", help="--revoke: why (verifiers show it)")
     p.set_defaults(func=cmd_keygen)
+
+
+def _rotate_key(out: Path, name: str, key: Any, grace: float) -> int:
+    """``keygen --rotate``: the new key takes NAME.pem, the old pair moves to NAME-KID*.pem, and
+    ``keys.json`` retires the old key with a window ending ``grace`` seconds from now."""
+    import datetime as dt
+
+    from . import trust
+    from .signing import KEY_SET_NAME, PublicKey, b64url_encode
+
+    private, public, key_set = out / f"{name}.pem", out / f"{name}.pub.pem", out / KEY_SET_NAME
+    records = trust.parse_key_set(key_set.read_bytes()) if key_set.exists() else []
+    old = PublicKey.from_pem(public.read_bytes()) if public.exists() else None
+    if old is not None and old.key_id not in {r.kid for r in records}:
+        records.append(trust.KeyRecord(old.key_id, old.algorithm, b64url_encode(old.raw), name=name))
+    now = dt.datetime.now(dt.UTC)
+    records = trust.retire(records, trust.utc(now + dt.timedelta(seconds=grace)))
+    kept = [out / f"{name}-{old.key_id}.pem", out / f"{name}-{old.key_id}.pub.pem"] if old else []
+    _refuse_links([private, public, key_set, *kept], force=True)
+    if old is not None:
+        _refuse_links(kept, force=False)
+        if private.exists():
+            private.rename(kept[0])
+        public.rename(kept[1])
+    pub = key.public_key
+    records.append(trust.KeyRecord(pub.key_id, pub.algorithm, b64url_encode(pub.raw), name=name))
+    _write_key_file(private, key.private_pem(), 0o600, force=False)
+    _write_key_file(public, pub.to_pem(), 0o644, force=False)
+    staged = out / f".{KEY_SET_NAME}.new"
+    _write_key_file(staged, trust.dump_key_set(records), 0o644, force=True)
+    staged.replace(key_set)
+    print(f"algorithm: {key.algorithm}\nkey id:    {key.key_id} (active)\nprivate:   {private} (mode 600)")
+    print(f"public:    {public}\nkey set:   {key_set} (give to verifiers: --trust {out})")
+    if old is not None:
+        ends = next(r.not_after for r in records if r.kid == old.key_id)
+        print(f"retired:   {old.key_id} (window ends {ends}); its private key is at {kept[0]}:")
+        print("           destroy it once no signer uses it")
+    return 0
+
+
+def _revoke_key(out: Path, kid: str, reason: str) -> int:
+    """``keygen --revoke KID``: never trust the key again, with the reason verifiers will see."""
+    import dataclasses
+
+    from . import trust
+    from .signing import KEY_SET_NAME
+
+    key_set = out / KEY_SET_NAME
+    if not key_set.exists():
+        raise LabelerError(f"{key_set} does not exist: revocation needs the key set keygen --rotate keeps")
+    records = trust.parse_key_set(key_set.read_bytes())
+    if kid not in {r.kid for r in records}:
+        raise LabelerError(f"no key {kid} in {key_set}")
+    records = [
+        dataclasses.replace(r, status="revoked", revoked=trust.utc(), reason=reason) if r.kid == kid else r
+        for r in records
+    ]
+    _refuse_links([key_set], force=True)
+    staged = out / f".{KEY_SET_NAME}.new"
+    _write_key_file(staged, trust.dump_key_set(records), 0o644, force=True)
+    staged.replace(key_set)
+    print(f"revoked:   {kid} in {key_set}: verifiers that use it now call its records untrusted")
+    return 0
 
 
 def _add_demo(sub: Subparsers) -> None:

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from . import sm2
+from . import sm2, trust
 from .errors import SigningKeyError
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "TrustStore",
     "b64url_decode",
     "b64url_encode",
+    "decide_trust",
     "register_algorithm",
 ]
 
@@ -341,24 +342,57 @@ class SigningKey:
 
 
 class TrustStore:
-    """The public keys whose signatures a verifier accepts as trusted."""
+    """The public keys whose signatures a verifier accepts as trusted, and, from a key set
+    (:mod:`labeler.trust`), when: retired keys within their window, never revoked ones."""
 
     def __init__(self, keys: Iterable[PublicKey] = ()) -> None:
-        self.keys: dict[str, PublicKey] = {}
+        self.keys: dict[str, PublicKey] = {}  #: trusted for some time: revoked keys are not here
+        self.records: dict[str, trust.KeyRecord] = {}  #: key-set entries by key id
         for key in keys:
             self.add(key)
 
-    def add(self, key: PublicKey) -> None:
-        self.keys[key.key_id] = key
+    def add(self, key: PublicKey, record: trust.KeyRecord | None = None) -> None:
+        if record is not None:
+            self.records[key.key_id] = record
+        known = self.records.get(key.key_id)
+        if known is not None and known.status == "revoked":
+            self.keys.pop(key.key_id, None)  # revocation wins over a public key file beside it
+        else:
+            self.keys[key.key_id] = key
+
+    def add_key_set(self, data: bytes) -> None:
+        """Add the keys of a ``keys.json``, checking each ``kid`` is its key's own id."""
+        for record in trust.parse_key_set(data):
+            try:
+                key = PublicKey(
+                    ALGORITHM_ALIASES.get(record.alg.lower(), record.alg), b64url_decode(record.pk)
+                )
+            except ValueError:
+                raise SigningKeyError(f"key set: key {record.kid}: pk is not base64url") from None
+            if key.key_id != record.kid:
+                raise SigningKeyError(f"key set: kid {record.kid} is not the id of its key ({key.key_id})")
+            self.add(key, record)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def is_trusted(self, key: PublicKey) -> bool:
+        """Trusted for some time (not revoked); :meth:`decide` also checks the signing time."""
         known = self.keys.get(key.key_id)
         return (
             known is not None and known.algorithm == key.algorithm and hmac.compare_digest(known.raw, key.raw)
         )
+
+    def decide(self, key: PublicKey, signed_at: str | None) -> trust.TrustDecision:
+        """Whether ``key`` is trusted for a record signed at ``signed_at`` (its ``t``)."""
+        record = self.records.get(key.key_id)
+        if record is not None and record.status == "revoked":  # the id is the key's own hash
+            return trust.judge(record, key.key_id, signed_at)
+        if not self.is_trusted(key):
+            return trust.TrustDecision(
+                False, "unknown", f"signing key {key.key_id} is not in the trust store"
+            )
+        return trust.judge(record, key.key_id, signed_at)
 
     @classmethod
     def from_paths(
@@ -366,16 +400,21 @@ class TrustStore:
         paths: Iterable[str | os.PathLike[str]],
         on_skip: Callable[[Path, str], None] | None = None,
     ) -> TrustStore:
-        """Load PEM public keys from files, or from every ``*.pem`` in a directory.
+        """Load PEM public keys and JSON key sets from files, or from a directory: its ``*.pem``
+        and its ``keys.json`` (what ``labeler keygen --rotate`` keeps).
 
         A directory may be the one ``labeler keygen`` writes: its private keys (never opened when
         ``NAME.pub.pem`` sits beside ``NAME.pem``) and its C2PA certificates are passed over. Any
         other file there that can't be read or isn't a public key goes to ``on_skip(path, why)``
         and loading goes on; without ``on_skip`` it raises. A file named directly must be a
-        public key: anything else raises ``SigningKeyError``."""
+        public key or a key set: anything else raises ``SigningKeyError``. A broken key set
+        always raises: skipping it could drop a revocation."""
         store = cls()
         for entry in map(Path, paths):
             if not entry.is_dir():
+                if entry.suffix == ".json":
+                    store.add_key_set(_read_key_set(entry))
+                    continue
                 key, why, _ = _load_public_key(entry)
                 if key is None:
                     raise SigningKeyError(f"{entry}: {why}")
@@ -393,9 +432,32 @@ class TrustStore:
                     if on_skip is None:
                         raise SigningKeyError(f"{file}: {why}")
                     on_skip(file, why)
+            if (entry / KEY_SET_NAME).exists():
+                store.add_key_set(_read_key_set(entry / KEY_SET_NAME))
+                found += 1
             if not found and on_skip is not None:
                 on_skip(entry, "no public keys in this directory")
         return store
+
+
+#: The key set ``keygen --rotate`` keeps in a key directory.
+KEY_SET_NAME = "keys.json"
+
+
+def _read_key_set(path: Path) -> bytes:
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise SigningKeyError(f"{path}: not a regular file")
+        return path.read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read key set {path}: {exc.strerror}") from None
+
+
+def decide_trust(store: TrustStore | None, key: PublicKey, signed_at: str | None) -> trust.TrustDecision:
+    """:meth:`TrustStore.decide`, and "not in the trust store" without one: the verdict's hook."""
+    if store is None:
+        return trust.TrustDecision(False, "unknown", f"signing key {key.key_id} is not in the trust store")
+    return store.decide(key, signed_at)
 
 
 def _load_public_key(path: Path) -> tuple[PublicKey | None, str, bool]:
