@@ -138,17 +138,18 @@ def available() -> bool:
 class _Pkey:
     """An owned ``EVP_PKEY *``, freed with this object."""
 
-    __slots__ = ("__weakref__", "ptr")
+    __slots__ = ("__weakref__", "_free", "ptr")
 
     def __init__(self, ptr: int | None, what: str) -> None:
         if not ptr:
             _lib().err_clear()
             raise SigningKeyError(what)
         self.ptr = ptr
+        self._free = _lib().pkey_free  # held: at interpreter exit the module globals are gone
 
     def __del__(self) -> None:
         if getattr(self, "ptr", 0):
-            _lib().pkey_free(self.ptr)
+            self._free(self.ptr)
             self.ptr = 0
 
 
