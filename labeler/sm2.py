@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import ctypes.util
 import functools
 import os
 import re
@@ -96,19 +95,13 @@ class _Lib:
 
 
 def _find_libcrypto() -> ctypes.CDLL:
-    """The libcrypto ``_hashlib`` uses (already in memory), else the system's OpenSSL 3."""
-    candidates: list[str] = []
-    try:
-        import _hashlib
-
-        with open("/proc/self/maps") as maps:
-            candidates += sorted({m.group(0) for m in re.finditer(r"/\S*libcrypto\.so[.\d]*", maps.read())})
-        del _hashlib
-    except (ImportError, OSError):
-        pass
-    candidates += ["libcrypto.so.3", "libcrypto.3.dylib", ctypes.util.find_library("crypto") or ""]
-    for name in filter(None, candidates):
+    """OpenSSL 3's libcrypto (on Linux usually the one ``hashlib`` already mapped)."""
+    for name in ("libcrypto.so.3", "libcrypto.3.dylib", None):
         try:
+            if name is None:  # the slow search (it runs ldconfig) only when the usual names fail
+                import ctypes.util
+
+                name = ctypes.util.find_library("crypto") or "libcrypto.so.3"
             lib = ctypes.CDLL(name)
             lib.EVP_PKEY_CTX_set1_id  # noqa: B018  (OpenSSL 3 only)
             lib.EVP_sm3  # noqa: B018
