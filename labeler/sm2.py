@@ -99,9 +99,9 @@ def _find_libcrypto() -> ctypes.CDLL:
     for name in ("libcrypto.so.3", "libcrypto.3.dylib", None):
         try:
             if name is None:  # the slow search (it runs ldconfig) only when the usual names fail
-                import ctypes.util
+                from ctypes.util import find_library
 
-                name = ctypes.util.find_library("crypto") or "libcrypto.so.3"
+                name = find_library("crypto") or "libcrypto.so.3"
             lib = ctypes.CDLL(name)
             lib.EVP_PKEY_CTX_set1_id  # noqa: B018  (OpenSSL 3 only)
             lib.EVP_sm3  # noqa: B018
