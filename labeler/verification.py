@@ -26,7 +26,7 @@ from .explicit import explicit_label
 from .formats import C2PA, ContainerFormat, Found, detect, find_label
 from .formats.base import walk_once
 from .provenance import SignedProvenance, parse_token
-from .signing import ALGORITHMS, TrustStore, b64url_encode
+from .signing import ALGORITHMS, TrustStore, b64url_encode, decide_trust
 from .text import find_text_labels, front_matter_label, mark_digest, read_text_mark
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel
 
@@ -56,6 +56,8 @@ class Verdict:
     label_source: str | None = None  #: "xmp", or the fallback slot it came from
     signature_valid: bool | None = None
     key_trusted: bool | None = None
+    #: active, retired (trusted within its window), revoked, outside-window, unknown
+    key_status: str | None = None
     content_intact: bool | None = None
     explicit_label: bool = False  #: a visible label was found (text); alone it means "suspected"
     propagation: dict[str, Any] | None = None  #: the platform's ReservedCode2, checked
@@ -100,6 +102,7 @@ class Verdict:
             "fields_valid": self.fields_valid,
             "signature_valid": self.signature_valid,
             "key_trusted": self.key_trusted,
+            "key_status": self.key_status,
             "content_intact": self.content_intact,
             "filing_numbers": list(self.filing_numbers),
             "record": self.record.as_dict() if self.record else None,
@@ -339,7 +342,8 @@ def check_propagation(
     )
     valid = signed.signature_valid()
     intact = valid and hmac.compare_digest(content_digest(), p.content_digest)
-    trusted = trust is not None and trust.is_trusted(signed.public_key)
+    decision = decide_trust(trust, signed.public_key, p.created)
+    trusted = decision.trusted
     status = (
         "bad-signature"
         if not valid
@@ -356,6 +360,8 @@ def check_propagation(
         "status": status,
         "signature_valid": valid,
         "key_trusted": trusted,
+        "key_status": decision.key_status,
+        **({"key_problem": decision.problem} if decision.problem else {}),
         "content_intact": intact,
         "key_id": signed.public_key.key_id,
         "created": p.created,
@@ -392,38 +398,19 @@ def judge_record(
             **details,
         )
 
-    if not token:
-        problems.append("ReservedCode1 is empty")
+    signed = _signed_provenance(token, problems)
+    if signed is None:
         return verdict(Status.UNSIGNED)
-    try:
-        signed = parse_token(token)
-    except InvalidRecordError as exc:
-        problems.append(f"ReservedCode1 not verifiable: {exc}")
-        return verdict(Status.UNSIGNED)
-    if not signed.algorithm_supported:
-        problems.append(f"signature algorithm {signed.algorithm!r} is not accepted")
-    elif not signed.key_id_consistent:
-        problems.append("key id does not match the embedded public key")
     if not signed.signature_valid():
         problems.append("signature does not verify")
         return verdict(Status.BAD_SIGNATURE, signed=signed, signature_valid=False)
-    p = signed.provenance
-    mismatched = [
-        name
-        for name, signed_value, value in (
-            ("Label", p.label, record.Label.value),
-            ("ContentProducer", p.producer, record.ContentProducer),
-            ("ProduceID", p.produce_id, record.ProduceID),
-            ("format", p.media_format or media_format, media_format),
-        )
-        if signed_value != value
-    ]
-    intact = hmac.compare_digest(content_digest(), p.content_digest)
+    mismatched = _fields_unlike_signed(record, signed, media_format)
+    intact = hmac.compare_digest(content_digest(), signed.provenance.content_digest)
     if not intact:
         problems.append("content digest differs from the signed one: content altered or label copied")
-    trusted = trust is not None and trust.is_trusted(signed.public_key)
-    if not trusted:
-        problems.append(f"signing key {signed.public_key.key_id} is not in the trust store")
+    trust_decision = decide_trust(trust, signed.public_key, signed.provenance.created)
+    if trust_decision.problem:  # why not trusted, or (trusted) that the key is retired
+        problems.append(trust_decision.problem)
     if mismatched:
         problems.append(f"record fields differ from the signed ones: {', '.join(mismatched)}")
         status = Status.LABEL_MISMATCH
@@ -434,11 +421,50 @@ def judge_record(
                 "content differs from what was signed; a label made by labeler 0.1 did not bind the "
                 f"{media_format} tags around it and reads so too: relabel such files (on_existing='replace')"
             )
-    elif not trusted:
-        status = Status.UNTRUSTED
     else:
-        status = Status.VERIFIED
-    return verdict(status, signed=signed, signature_valid=True, key_trusted=trusted, content_intact=intact)
+        status = Status.VERIFIED if trust_decision.trusted else Status.UNTRUSTED
+    return verdict(
+        status,
+        signed=signed,
+        signature_valid=True,
+        key_trusted=trust_decision.trusted,
+        key_status=trust_decision.key_status,
+        content_intact=intact,
+    )
+
+
+def _signed_provenance(token: str, problems: list[str]) -> SignedProvenance | None:
+    """ReservedCode1 parsed, or ``None`` (with the reason in ``problems``): nothing to check.
+    An algorithm we refuse or a key id that is not the key's own hash is noted here; the
+    signature check then fails on it."""
+    if not token:
+        problems.append("ReservedCode1 is empty")
+        return None
+    try:
+        signed = parse_token(token)
+    except InvalidRecordError as exc:
+        problems.append(f"ReservedCode1 not verifiable: {exc}")
+        return None
+    if not signed.algorithm_supported:
+        problems.append(f"signature algorithm {signed.algorithm!r} is not accepted")
+    elif not signed.key_id_consistent:
+        problems.append("key id does not match the embedded public key")
+    return signed
+
+
+def _fields_unlike_signed(record: AigcRecord, signed: SignedProvenance, media_format: str) -> list[str]:
+    """Names of the readable record's fields that differ from what the signature covers."""
+    p = signed.provenance
+    return [
+        name
+        for name, signed_value, value in (
+            ("Label", p.label, record.Label.value),
+            ("ContentProducer", p.producer, record.ContentProducer),
+            ("ProduceID", p.produce_id, record.ProduceID),
+            ("format", p.media_format or media_format, media_format),
+        )
+        if signed_value != value
+    ]
 
 
 # -- text and Markdown ------------------------------------------------------------------------------

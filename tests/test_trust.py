@@ -41,8 +41,11 @@ def test_rotation_keeps_old_content_verifiable_and_says_the_key_is_retired(
     )
     assert not store.decide(signed.public_key, "").trusted  # a windowed key needs a signing time
     assert store.decide(new.public_key, "2999-01-01T00:00:00Z").key_status == "active"
-    # today's verdict (no signing time consulted) still calls the old content verified
-    assert verify(labelled, store).status is Status.VERIFIED
+    # the verdict asks the store with the record's signing time: verified, and says "retired"
+    v = verify(labelled, store)
+    assert v.status is Status.VERIFIED and v.key_status == "retired"
+    assert any(f"{old.key_id} is retired" in problem for problem in v.problems)
+    assert v.to_dict()["key_status"] == "retired"
 
 
 def test_a_revoked_key_is_untrusted_with_its_reason(tmp_path: Path, policy: LabelPolicy) -> None:
@@ -57,7 +60,9 @@ def test_a_revoked_key_is_untrusted_with_its_reason(tmp_path: Path, policy: Labe
     assert not decision.trusted and decision.key_status == "revoked"
     assert decision.problem is not None and reason in decision.problem and "revoked on 20" in decision.problem
     assert old.key_id not in store.keys and not store.is_trusted(old.public_key)
-    assert verify(labelled, store).status is Status.UNTRUSTED  # already so, before any verdict hook
+    v = verify(labelled, store)
+    assert v.status is Status.UNTRUSTED and v.key_status == "revoked" and not v.key_trusted
+    assert any(reason in problem for problem in v.problems)
     # the key set alone, named as a file, says the same
     alone = TrustStore.from_paths([tmp_path / KEY_SET_NAME])
     assert alone.decide(old.public_key, None).key_status == "revoked" and len(alone) == 1
