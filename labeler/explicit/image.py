@@ -110,74 +110,89 @@ def _size_for(text: str, path: str | None, height: int) -> int:
     return size
 
 
+def _plate_origin(size: tuple[int, int], plate: tuple[int, int], style: VisibleStyle) -> tuple[int, int]:
+    """Top-left corner of a plate of ``plate`` (w, h) at the style's edge or corner."""
+    (width, height), (plate_w, plate_h) = size, plate
+    margin = max(1, round(min(width, height) * style.margin_ratio))
+    p = style.placement.value
+    if "left" in p:
+        x = margin
+    elif "right" in p:
+        x = width - margin - plate_w
+    else:
+        x = (width - plate_w) // 2
+    if p.startswith("top"):
+        y = margin
+    elif p.startswith("bottom"):
+        y = height - margin - plate_h
+    else:
+        y = (height - plate_h) // 2
+    return x, y
+
+
+def _layout(
+    size: tuple[int, int], text: str, style: VisibleStyle, second: str | None, text_height: int, required: int
+) -> LabelBox:
+    """The label's box with its text at ``text_height`` px of ink (fitting or not)."""
+    font_size = _size_for(text, style.font_path, text_height)
+    left, top, right, bottom = _ink(text, style.font_path, font_size)
+    ink_h = bottom - top
+    pad = max(1, round(ink_h * 0.3))
+    inner_w, inner_h = right - left, ink_h
+    line2 = None
+    if second:
+        size2 = max(style.min_text_px, round(font_size * 0.55))
+        left2, top2, right2, bottom2 = _ink(second, style.font_path, size2)
+        gap = max(1, round(pad * 0.6))
+        line2 = (size2, left2, top2, gap)
+        inner_w = max(inner_w, right2 - left2)
+        inner_h += gap + (bottom2 - top2)
+    plate_w, plate_h = inner_w + 2 * pad, inner_h + 2 * pad
+    x, y = _plate_origin(size, (plate_w, plate_h), style)
+    second_line = None
+    if line2 is not None:
+        size2, left2, top2, gap = line2
+        second_line = (size2, x + pad - left2, y + pad + ink_h + gap - top2)
+    return LabelBox(
+        font_size=font_size,
+        text_height=ink_h,
+        required_height=required,
+        plate=(x, y, x + plate_w, y + plate_h),
+        text_origin=(x + pad, y + pad),
+        second_line=second_line,
+    )
+
+
+def _fits(box: LabelBox, size: tuple[int, int]) -> bool:
+    x0, y0, x1, y1 = box.plate
+    return x0 >= 0 and y0 >= 0 and x1 <= size[0] and y1 <= size[1]
+
+
 def label_geometry(
     size: tuple[int, int], text: str, style: VisibleStyle, second: str | None = None
 ) -> LabelBox:
-    """Place ``text`` (and an optional smaller ``second`` line) on a picture of ``size``."""
+    """Place ``text`` (and an optional smaller ``second`` line) on a picture of ``size``: the
+    style's text height if it fits, else the largest that fits down to the required 5%."""
     width, height = size
-    shortest = min(width, height)
-    required = max(1, math.ceil(shortest * style.height_ratio - 1e-9))
+    required = max(1, math.ceil(min(width, height) * style.height_ratio - 1e-9))
     wanted = max(required, style.min_text_px)
 
     def layout(text_height: int) -> LabelBox:
-        font_size = _size_for(text, style.font_path, text_height)
-        left, top, right, bottom = _ink(text, style.font_path, font_size)
-        ink_h = bottom - top
-        pad = max(1, round(ink_h * 0.3))
-        inner_w, inner_h = right - left, ink_h
-        line2 = None
-        if second:
-            size2 = max(style.min_text_px, round(font_size * 0.55))
-            left2, top2, right2, bottom2 = _ink(second, style.font_path, size2)
-            gap = max(1, round(pad * 0.6))
-            line2 = (size2, left2, top2, gap)
-            inner_w = max(inner_w, right2 - left2)
-            inner_h += gap + (bottom2 - top2)
-        plate_w, plate_h = inner_w + 2 * pad, inner_h + 2 * pad
-        margin = max(1, round(shortest * style.margin_ratio))
-        p = style.placement.value
-        if "left" in p:
-            x = margin
-        elif "right" in p:
-            x = width - margin - plate_w
-        else:
-            x = (width - plate_w) // 2
-        if p.startswith("top"):
-            y = margin
-        elif p.startswith("bottom"):
-            y = height - margin - plate_h
-        else:
-            y = (height - plate_h) // 2
-        second_line = None
-        if line2 is not None:
-            size2, left2, top2, gap = line2
-            second_line = (size2, x + pad - left2, y + pad + ink_h + gap - top2)
-        return LabelBox(
-            font_size=font_size,
-            text_height=ink_h,
-            required_height=required,
-            plate=(x, y, x + plate_w, y + plate_h),
-            text_origin=(x + pad, y + pad),
-            second_line=second_line,
-        )
-
-    def fits(box: LabelBox) -> bool:
-        x0, y0, x1, y1 = box.plate
-        return x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height
+        return _layout(size, text, style, second, text_height, required)
 
     box = layout(wanted)
-    if not fits(box) and wanted > required:
+    if not _fits(box, size) and wanted > required:
         lo, hi = required, wanted  # largest text height in [required, wanted) that fits
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if fits(layout(mid)):
+            if _fits(layout(mid), size):
                 lo = mid
             else:
                 hi = mid - 1
         box = layout(lo)
-    if not fits(box) and second:  # the optional filing-number line goes first, never the label
+    if not _fits(box, size) and second:  # the optional filing-number line goes first, never the label
         return label_geometry(size, text, style, None)
-    if not fits(box):
+    if not _fits(box, size):
         raise LabelTooLargeError(
             f"label {text!r} at the required {required}px text height does not fit a {width}x{height} picture"
         )
