@@ -23,6 +23,7 @@ import io
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -47,9 +48,11 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "LabelBox",
+    "PixelPass",
     "Placement",
     "VisibleStyle",
     "check_decode_budget",
+    "decode_picture",
     "draw_label",
     "label_geometry",
     "render_visible_label",
@@ -394,9 +397,40 @@ def _is_lossless_webp(data: bytes) -> bool:
     return b"VP8L" in data[12:64] and b"VP8 " not in data[12:64]
 
 
-def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: str | None = None) -> bytes:
+#: A pass over a decoded picture in the label's re-encode (the invisible watermark): it gets
+#: the frame (RGB, RGBA or L) and returns the one to save, or the same one untouched.
+PixelPass = Callable[[Image.Image], Image.Image]
+
+
+def decode_picture(data: bytes, style: VisibleStyle) -> Image.Image:
+    """The first frame of a JPEG, PNG, GIF or WebP, decoded within ``style``'s decode budget
+    (for readers of the pixels, such as the watermark detector)."""
+    return _open(data, style)
+
+
+def render_visible_label(
+    data: bytes,
+    text: str | None,
+    style: VisibleStyle,
+    second: str | None = None,
+    *,
+    mark: PixelPass | None = None,
+) -> bytes:
     """Decode, draw the label on every frame, re-encode in the same format keeping EXIF, ICC
-    and XMP (the implicit label is applied afterwards, on these final bytes)."""
+    and XMP (the implicit label is applied afterwards, on these final bytes).
+
+    ``mark`` runs on each frame before the label is drawn, in the same re-encode (one loss, not
+    two; the label's own pixels stay exactly as drawn). ``text=None`` draws nothing: the
+    picture is re-encoded for ``mark`` alone. GIF frames are never given to ``mark``: their
+    palette would quantise an invisible change away."""
+
+    def paint(img: Image.Image, marked: bool = True) -> Image.Image:
+        if mark is not None and marked and img.mode in ("RGB", "RGBA", "L"):
+            img = mark(img)
+        if text is not None:
+            draw_label(img, text, style, second)
+        return img
+
     img = _open(data, style)
     fmt = img.format
     info = img.info
@@ -414,8 +448,12 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
             quality = style.jpeg_quality
         if img.mode not in ("RGB", "L", "CMYK"):
             img = img.convert("RGB")
-        draw_label(img, text, style, second)
-        extra = {"subsampling": "keep"} if quality == "keep" else {}
+        source, img = img, paint(img)
+        extra: dict[str, Any] = {"subsampling": "keep"} if quality == "keep" else {}
+        if quality == "keep" and img is not source:  # Pillow's "keep", for a new (marked) image
+            quality, extra = -1, {"qtables": source.quantization}
+            if (sampling := JpegImagePlugin.get_sampling(source)) != -1:
+                extra["subsampling"] = sampling
         img.save(out, "JPEG", quality=quality, **extra, **keep)
     elif fmt == "PNG":
         from PIL import PngImagePlugin
@@ -427,14 +465,13 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
         keep.pop("xmp", None)
         if img.mode not in ("RGB", "RGBA", "L", "LA"):
             img = img.convert("RGBA")
-        draw_label(img, text, style, second)
+        img = paint(img)
         img.save(out, "PNG", pnginfo=pnginfo, optimize=False, **keep)
     elif fmt in ("GIF", "WEBP") and getattr(img, "n_frames", 1) > 1:
         frames, durations = [], []
         try:  # frame by frame: each one within the budget checked above
             for frame in ImageSequence.Iterator(img):
-                rgba = frame.convert("RGBA")
-                draw_label(rgba, text, style, second)
+                rgba = paint(frame.convert("RGBA"), marked=fmt == "WEBP")
                 frames.append(rgba)
                 durations.append(frame.info.get("duration", info.get("duration", 100)))
         except Image.DecompressionBombError as exc:
@@ -450,13 +487,12 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
             params["disposal"] = 2
         frames[0].save(out, fmt, **params)
     elif fmt == "GIF":
-        rgba = img.convert("RGBA")
-        draw_label(rgba, text, style, second)
+        rgba = paint(img.convert("RGBA"), marked=False)
         rgba.save(out, "GIF")
     elif fmt == "WEBP":
         if img.mode not in ("RGB", "RGBA"):
             img = img.convert("RGBA")
-        draw_label(img, text, style, second)
+        img = paint(img)
         img.save(out, "WEBP", lossless=_is_lossless_webp(data), quality=style.webp_quality, **keep)
     else:
         raise UnsupportedFormatError(f"no visible labels for {fmt} images")
