@@ -451,7 +451,7 @@ def render_visible_label(
         source, img = img, paint(img)
         extra: dict[str, Any] = {"subsampling": "keep"} if quality == "keep" else {}
         if quality == "keep" and img is not source:  # Pillow's "keep", for a new (marked) image
-            quality, extra = -1, {"qtables": source.quantization}
+            quality, extra = -1, {"qtables": getattr(source, "quantization", None)}
             if (sampling := JpegImagePlugin.get_sampling(source)) != -1:
                 extra["subsampling"] = sampling
         img.save(out, "JPEG", quality=quality, **extra, **keep)
