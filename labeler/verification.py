@@ -392,23 +392,45 @@ def judge_record(
             **details,
         )
 
+    signed = _signed_token(token, problems)
+    if signed is None:
+        return verdict(Status.UNSIGNED)
+    if not signed.signature_valid():
+        problems.append("signature does not verify")
+        return verdict(Status.BAD_SIGNATURE, signed=signed, signature_valid=False)
+    mismatched = _mismatched_fields(record, signed, media_format)
+    intact = hmac.compare_digest(content_digest(), signed.provenance.content_digest)
+    if not intact:
+        problems.append("content digest differs from the signed one: content altered or label copied")
+    trusted = trust is not None and trust.is_trusted(signed.public_key)
+    if not trusted:
+        problems.append(f"signing key {signed.public_key.key_id} is not in the trust store")
+    status = _rung(mismatched, intact, trusted, media_format, problems)
+    return verdict(status, signed=signed, signature_valid=True, key_trusted=trusted, content_intact=intact)
+
+
+def _signed_token(token: str, problems: list[str]) -> SignedProvenance | None:
+    """ReservedCode1 parsed (None, with the problem noted, when there is nothing to check);
+    an algorithm we refuse or an inconsistent key id is noted too (the signature then fails)."""
     if not token:
         problems.append("ReservedCode1 is empty")
-        return verdict(Status.UNSIGNED)
+        return None
     try:
         signed = parse_token(token)
     except InvalidRecordError as exc:
         problems.append(f"ReservedCode1 not verifiable: {exc}")
-        return verdict(Status.UNSIGNED)
+        return None
     if not signed.algorithm_supported:
         problems.append(f"signature algorithm {signed.algorithm!r} is not accepted")
     elif not signed.key_id_consistent:
         problems.append("key id does not match the embedded public key")
-    if not signed.signature_valid():
-        problems.append("signature does not verify")
-        return verdict(Status.BAD_SIGNATURE, signed=signed, signature_valid=False)
+    return signed
+
+
+def _mismatched_fields(record: AigcRecord, signed: SignedProvenance, media_format: str) -> list[str]:
+    """The record's fields that differ from the signed ones (a forged or swapped record)."""
     p = signed.provenance
-    mismatched = [
+    return [
         name
         for name, signed_value, value in (
             ("Label", p.label, record.Label.value),
@@ -418,27 +440,23 @@ def judge_record(
         )
         if signed_value != value
     ]
-    intact = hmac.compare_digest(content_digest(), p.content_digest)
-    if not intact:
-        problems.append("content digest differs from the signed one: content altered or label copied")
-    trusted = trust is not None and trust.is_trusted(signed.public_key)
-    if not trusted:
-        problems.append(f"signing key {signed.public_key.key_id} is not in the trust store")
+
+
+def _rung(
+    mismatched: list[str], intact: bool, trusted: bool, media_format: str, problems: list[str]
+) -> Status:
+    """Where a validly signed label lands: mismatch, then altered, then untrusted, else verified."""
     if mismatched:
         problems.append(f"record fields differ from the signed ones: {', '.join(mismatched)}")
-        status = Status.LABEL_MISMATCH
-    elif not intact:
-        status = Status.ALTERED
+        return Status.LABEL_MISMATCH
+    if not intact:
         if media_format in _TAGS_BOUND_SINCE_0_2:
             problems.append(
                 "content differs from what was signed; a label made by labeler 0.1 did not bind the "
                 f"{media_format} tags around it and reads so too: relabel such files (on_existing='replace')"
             )
-    elif not trusted:
-        status = Status.UNTRUSTED
-    else:
-        status = Status.VERIFIED
-    return verdict(status, signed=signed, signature_valid=True, key_trusted=trusted, content_intact=intact)
+        return Status.ALTERED
+    return Status.VERIFIED if trusted else Status.UNTRUSTED
 
 
 # -- text and Markdown ------------------------------------------------------------------------------
