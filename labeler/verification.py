@@ -17,7 +17,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .adapters import stream_text
 from .aigc import AigcRecord
@@ -29,6 +29,11 @@ from .provenance import SignedProvenance, parse_token
 from .signing import ALGORITHMS, TrustStore, b64url_encode
 from .text import find_text_labels, front_matter_label, mark_digest, read_text_mark
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .markkey import MarkKey
 
 __all__ = ["Status", "Verdict", "judge_record", "verify", "verify_response", "verify_stream", "verify_text"]
 
@@ -60,6 +65,8 @@ class Verdict:
     explicit_label: bool = False  #: a visible label was found (text); alone it means "suspected"
     propagation: dict[str, Any] | None = None  #: the platform's ReservedCode2, checked
     c2pa: dict[str, Any] | None = None  #: C2PA Content Credentials as c2pa-python judges them
+    #: the invisible watermark, when looked for: detected, p_value, key_id, content_id, producer...
+    watermark: dict[str, Any] | None = None
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -77,10 +84,14 @@ class Verdict:
     @property
     def notice(self) -> str:
         """Measures Art. 6 notice level: from the record's Label (confirmed / possible / suspected);
-        with no record but a visible label, suspected; else none."""
+        with no record but a visible label or a detected watermark (case 3), suspected; else none."""
         if self.record is not None:
             return self.record.Label.notice
-        return "suspected" if self.explicit_label else "none"
+        return "suspected" if self.explicit_label or self.watermark_detected else "none"
+
+    @property
+    def watermark_detected(self) -> bool:
+        return bool(self.watermark and self.watermark.get("detected"))
 
     @property
     def filing_numbers(self) -> tuple[str, ...]:
@@ -106,6 +117,7 @@ class Verdict:
             "problems": list(self.problems),
             "propagation": self.propagation,
             "c2pa": self.c2pa,
+            "watermark": self.watermark,
         }
         if self.signed is not None:
             p = self.signed.provenance
@@ -133,6 +145,8 @@ def verify(
     *,
     c2pa_anchors: str | None = None,
     decode_audio: bool = False,
+    watermark_keys: Sequence[MarkKey] = (),
+    watermark: bool | None = None,
 ) -> Verdict:
     """The verdict on ``data``'s AIGC label, signature, integrity and signer trust, plus the
     state of C2PA Content Credentials when the file has them (``Trusted`` needs ``c2pa_anchors``,
@@ -140,7 +154,12 @@ def verify(
 
     ``decode_audio=True`` also listens for the rhythm label in MP3, FLAC and Ogg (decoded by
     ffmpeg, where installed; WAV is always checked): on audio whose tags were stripped it is what
-    makes the verdict "suspected" rather than nothing."""
+    makes the verdict "suspected" rather than nothing.
+
+    ``watermark_keys`` (:class:`~labeler.markkey.MarkKey`, e.g. from the provider's key file):
+    on a picture with no readable label the invisible watermark is looked for (``watermark=True``:
+    always, also under a label; False: never). A detection makes the notice "suspected" and puts
+    the decoded ids and the p-value in ``verdict.watermark``: a trace, never proof of origin."""
     with walk_once():  # one walk of the container serves the label, the digest and C2PA
         try:
             fmt = detect(data)
@@ -156,7 +175,32 @@ def verify(
             from .content_credentials import read_content_credentials
 
             verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
-        return _require_valid_c2pa(verdict, fmt, data)
+        verdict = _require_valid_c2pa(verdict, fmt, data)
+    if fmt.kind == "image" and watermark is not False and (watermark or verdict.record is None):
+        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True)
+    return verdict
+
+
+def _look_for_watermark(verdict: Verdict, data: bytes, keys: Sequence[MarkKey], asked: bool) -> Verdict:
+    """The invisible mark's result in the verdict (Measures Art. 6 case 3 when detected)."""
+    if not keys and not asked:
+        return verdict
+    from .explicit.marking import read_mark
+
+    record = verdict.record
+    found = read_mark(data, keys, record_ids=(record.ContentProducer, record.ProduceID) if record else None)
+    problems = verdict.problems
+    if found.get("detected") and record is None:
+        who = found.get("producer") or f"key {found.get('key_id')}"
+        problems = (*problems, f"no label, but the invisible watermark of {who} (p = {found['p_value']:.1e})")
+    elif found.get("matches_record") is False:
+        problems = (
+            *problems,
+            "the invisible watermark names another record than the label's (label copied?)",
+        )
+    elif asked and found.get("reason"):
+        problems = (*problems, f"watermark: {found['reason']}")
+    return dataclasses.replace(verdict, watermark=found, problems=problems)
 
 
 def _holds_c2pa(fmt: ContainerFormat, data: bytes, found: Found | None) -> bool:
