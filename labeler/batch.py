@@ -128,7 +128,6 @@ class Summary:
 
     def __str__(self) -> str:
         text = f"{self.labeled} labeled, {self.skipped} skipped (already labeled), {self.failed} failed"
-        text += f", {self.unmarked} too small or flat to watermark" if self.unmarked else ""
         return text + (f", {self.ignored} skipped (links, special files)" if self.ignored else "")
 
 

@@ -199,6 +199,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 bar.write(line, file=sys.stdout if to_stdout else sys.stderr)
 
         summary = label_files(tasks, config=args.config, options=options, jobs=args.jobs, progress=progress)
+    if summary.unmarked:  # its own line: the summary stays the last
+        print(f"{summary.unmarked} labeled without the invisible watermark (too small or flat to watermark)")
     print(summary)
     return 1 if summary.failed else 0
 
