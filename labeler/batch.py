@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from .aigc import Label
 from .errors import LabelerError
 from .formats import detect
-from .labeling import OnExisting, has_label, label_with_record
+from .labeling import OnExisting, has_label, label_content
 from .policy import LabelPolicy
 from .text import (
     Position,
@@ -45,6 +45,7 @@ from .text import (
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
+    from .explicit.marking import MarkOutcome
 
 __all__ = [
     "GroupCommit",
@@ -358,12 +359,18 @@ def _label_to_group(task: Task, policy: LabelPolicy, options: Options, group: Gr
         if kind == "media":
             c2pa = _c2pa_config(options.c2pa_cert, options.c2pa_key)
             on_existing: OnExisting = "replace" if options.relabel else "keep"
-            labelled = label_with_record(
-                data, policy, visible=options.visible, on_existing=on_existing, c2pa=c2pa
+            marks: list[MarkOutcome] = []
+            out = label_content(
+                data,
+                policy,
+                visible=options.visible,
+                on_existing=on_existing,
+                c2pa=c2pa,
+                on_watermark=marks.append,
             )
-            out, mark = labelled[0], labelled.watermark
-            if mark is not None and mark.status in ("too small", "too flat"):
-                detail = f"{mark.status} to watermark"
+            detail = next(
+                (f"{m.status} to watermark" for m in marks if m.status in ("too small", "too flat")), ""
+            )
             if out is data:  # kept: it carries a label already
                 return Outcome(task, "skipped", "already labeled")
         else:

@@ -7,6 +7,7 @@ sign -> write the GB record + IPTC + provenance into the slot. Pure: bytes in, b
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from . import __version__
@@ -232,9 +233,15 @@ def label_content(
     on_existing: OnExisting = "error",
     c2pa: C2paConfig | None = None,
     watermark: bool | None = None,
+    on_watermark: Callable[[MarkOutcome], object] | None = None,
 ) -> bytes:
-    """:func:`label_with_record` without the record: the labelled bytes."""
-    return label_with_record(
+    """:func:`label_with_record` without the record: the labelled bytes. ``on_watermark`` is
+    called with a picture's watermark outcome (how ``labeler apply`` counts pictures too small
+    or flat to mark)."""
+    labelled = label_with_record(
         data, policy, visible=visible, label=label, produce_id=produce_id, created=created,
         on_existing=on_existing, c2pa=c2pa, watermark=watermark,
-    )[0]  # fmt: skip
+    )  # fmt: skip
+    if on_watermark is not None and labelled.watermark is not None:
+        on_watermark(labelled.watermark)
+    return labelled[0]
