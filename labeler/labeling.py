@@ -151,6 +151,9 @@ class Labelled(tuple[bytes, "AigcRecord | None"]):
         self.watermark = watermark
         return self
 
+    def __reduce__(self) -> tuple[type[Labelled], tuple[bytes, AigcRecord | None, MarkOutcome | None]]:
+        return (Labelled, (self[0], self[1], self.watermark))
+
 
 def _label_image(
     data: bytes,
@@ -204,7 +207,8 @@ def label_with_record(
       page 1 (:mod:`labeler.explicit.documents`); XLSX and PPTX the record only (show the label where they
       are offered); the record goes into the document properties.
 
-    ``visible=False`` writes the implicit label only, without re-encoding anything.
+    ``visible=False`` writes the implicit label only, without re-encoding anything (unless
+    ``watermark=True`` asks for the invisible mark alone).
     """
     found = find_label(data)
     if _keep(found, on_existing):
