@@ -151,7 +151,10 @@ def read_mark(
     threshold = float(w.DEFAULT_THRESHOLD)
     best: tuple[Any, MarkKey] | None = None
     for key in keys:
-        found = w.detect(picture, _wing_key(key.secret), threshold=threshold / len(keys))
+        try:
+            found = w.detect(picture, _wing_key(key.secret), threshold=threshold / len(keys))
+        except (ValueError, OSError, MemoryError) as exc:  # a mode Pillow can't convert, ...
+            return {"detected": False, "reason": f"cannot read the pixels: {exc}"}
         if best is None or found.p_value < best[0].p_value:
             best = (found, key)
     assert best is not None
