@@ -174,6 +174,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
         os.environ["LABELER_MAX_PIXELS"] = str(args.max_pixels)
     if args.watermark is not None:  # as --max-pixels: the policy the workers load says it
         os.environ["LABELER_WATERMARK"] = "on" if args.watermark else "off"
+    if args.watermark:
+        from .explicit.marking import wing
+
+        if wing() is None:
+            raise LabelerError("--watermark needs the 'watermark' extra (numpy, scipy)")
     options = Options(
         visible=args.visible,
         relabel=args.relabel,

@@ -88,8 +88,10 @@ class LabelPolicy:
             raise ConfigError("signing_key must be a labeler.SigningKey")
         if not isinstance(self.watermark, bool):
             raise ConfigError("watermark must be true or false")
-        if self.watermark_key is not None and len(self.watermark_key) < 16:
-            raise ConfigError("watermark_key needs at least 16 bytes of secret")
+        if self.watermark_key is not None and (
+            not isinstance(self.watermark_key, bytes) or len(self.watermark_key) < 16
+        ):
+            raise ConfigError("watermark_key must be bytes, at least 16 (or set watermark_key_file)")
         _ = self.producer  # fail now, not at the first label
 
     @functools.cached_property
