@@ -361,16 +361,10 @@ def _label_to_group(task: Task, policy: LabelPolicy, options: Options, group: Gr
             on_existing: OnExisting = "replace" if options.relabel else "keep"
             marks: list[MarkOutcome] = []
             out = label_content(
-                data,
-                policy,
-                visible=options.visible,
-                on_existing=on_existing,
-                c2pa=c2pa,
+                data, policy, visible=options.visible, on_existing=on_existing, c2pa=c2pa,
                 on_watermark=marks.append,
-            )
-            detail = next(
-                (f"{m.status} to watermark" for m in marks if m.status in ("too small", "too flat")), ""
-            )
+            )  # fmt: skip
+            detail = next((f"{m.status} to watermark" for m in marks if m.refused), "")
             if out is data:  # kept: it carries a label already
                 return Outcome(task, "skipped", "already labeled")
         else:

@@ -70,6 +70,11 @@ class MarkOutcome:
     def marked(self) -> bool:
         return self.status == "marked"
 
+    @property
+    def refused(self) -> bool:
+        """The picture can't hold the mark (too small or too flat): labelled without it."""
+        return self.status in ("too small", "too flat")
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "detail": self.detail}
         if self.marked:
