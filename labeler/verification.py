@@ -198,7 +198,7 @@ def _look_for_watermark(verdict: Verdict, data: bytes, keys: Sequence[MarkKey], 
             *problems,
             "the invisible watermark names another record than the label's (label copied?)",
         )
-    elif asked and found.get("reason"):
+    elif asked and record is None and found.get("reason"):  # why there is no trace either
         problems = (*problems, f"watermark: {found['reason']}")
     return dataclasses.replace(verdict, watermark=found, problems=problems)
 
