@@ -45,6 +45,7 @@ from .text import (
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
+    from .explicit.marking import MarkOutcome
 
 __all__ = [
     "GroupCommit",
@@ -117,10 +118,12 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     ignored: int = 0
+    unmarked: int = 0  #: labelled, but too small or flat for the invisible watermark
     failures: list[Outcome] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+        self.unmarked += outcome.detail.endswith("to watermark")
         if outcome.status == "failed":
             self.failures.append(outcome)
 
@@ -348,7 +351,7 @@ def _label_to_group(task: Task, policy: LabelPolicy, options: Options, group: Gr
     try:
         data, st = read_regular(task.source, follow_symlinks=task.follow_symlinks)
         kind = _kind(task.source, data)
-        earlier = None
+        earlier, detail = None, ""
         if task.target != task.source and not options.relabel:
             earlier = _existing_output(task.target)
         if earlier is not None and _already_labeled(earlier, kind):
@@ -356,7 +359,12 @@ def _label_to_group(task: Task, policy: LabelPolicy, options: Options, group: Gr
         if kind == "media":
             c2pa = _c2pa_config(options.c2pa_cert, options.c2pa_key)
             on_existing: OnExisting = "replace" if options.relabel else "keep"
-            out = label_content(data, policy, visible=options.visible, on_existing=on_existing, c2pa=c2pa)
+            marks: list[MarkOutcome] = []
+            out = label_content(
+                data, policy, visible=options.visible, on_existing=on_existing, c2pa=c2pa,
+                on_watermark=marks.append,
+            )  # fmt: skip
+            detail = next((f"{m.status} to watermark" for m in marks if m.refused), "")
             if out is data:  # kept: it carries a label already
                 return Outcome(task, "skipped", "already labeled")
         else:
@@ -373,7 +381,7 @@ def _label_to_group(task: Task, policy: LabelPolicy, options: Options, group: Gr
                     out_text = mark_text(out_text, policy)
             out = out_text.encode("utf-8")
         group.add(task, out, st.st_mode)
-        return Outcome(task, "labeled")
+        return Outcome(task, "labeled", detail)
     except NotRegularFileError as exc:  # it changed since it was planned
         return Outcome(task, "ignored", one_line(exc))
     except Exception as exc:  # one bad file fails alone, whatever a third-party parser raised

@@ -23,6 +23,7 @@ from .errors import LabelerError
 if TYPE_CHECKING:  # imported where used: `labeler --help` must start in well under 0.1 s
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
     from .batch import Outcome, Task
+    from .markkey import MarkKey
     from .policy import LabelPolicy
     from .signing import TrustStore
     from .verification import Verdict
@@ -66,7 +67,11 @@ class _Unreadable(LabelerError):
 
 
 def _verify_path(
-    path: Path, trust: TrustStore, c2pa_anchors: str | None = None, decode_audio: bool = False
+    path: Path,
+    trust: TrustStore,
+    c2pa_anchors: str | None = None,
+    decode_audio: bool = False,
+    marks: _Marks = ((), False),
 ) -> Verdict:
     """The verdict on one file. Raises ``NotRegularFileError`` (skip it) and ``_Unreadable``."""
     from .batch import TEXT_SUFFIXES, read_regular
@@ -80,7 +85,11 @@ def _verify_path(
         from .verification import verify_text
 
         return verify_text(data.decode("utf-8", "replace"), trust)
-    return verify(data, trust, c2pa_anchors=c2pa_anchors, decode_audio=decode_audio)
+    keys, always = marks
+    return verify(
+        data, trust, c2pa_anchors=c2pa_anchors, decode_audio=decode_audio, watermark_keys=keys,
+        watermark=True if always else None,
+    )  # fmt: skip
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -131,6 +140,19 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         return 0
     if args.revoke:
         return _revoke_key(out, args.revoke, args.reason)
+    if args.watermark:  # the configured policy's watermark key, for platforms that detect
+        from .markkey import MarkKey
+        from .policy import LabelPolicy
+
+        mark = MarkKey.for_policy(LabelPolicy.load(args.config))
+        if mark is None:
+            raise LabelerError("no watermark key: the config needs key_file or watermark_key_file")
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{args.name}.watermark.json"
+        _refuse_links([path], args.force)
+        _write_key_file(path, (mark.to_json() + "\n").encode(), 0o600, args.force)
+        print(f"watermark key: {path} (mode 600; give it to verifiers: --watermark-key)")
+        return 0
     private, public = out / f"{args.name}.pem", out / f"{args.name}.pub.pem"
     algorithm = args.algorithm or "Ed25519"
     if args.rotate and args.algorithm is None and public.exists():  # rotate within the algorithm
@@ -159,6 +181,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise LabelerError("C2PA needs both --c2pa-cert and --c2pa-key")
     if args.max_pixels is not None:  # env wins over the TOML, and reaches the worker processes
         os.environ["LABELER_MAX_PIXELS"] = str(args.max_pixels)
+    if args.watermark is not None:  # as --max-pixels: the policy the workers load says it
+        os.environ["LABELER_WATERMARK"] = "on" if args.watermark else "off"
+    if args.watermark:
+        from .explicit.marking import wing
+
+        if wing() is None:
+            raise LabelerError("--watermark needs the 'watermark' extra (numpy, scipy)")
     options = Options(
         visible=args.visible,
         relabel=args.relabel,
@@ -184,6 +213,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 bar.write(line, file=sys.stdout if to_stdout else sys.stderr)
 
         summary = label_files(tasks, config=args.config, options=options, jobs=args.jobs, progress=progress)
+    if summary.unmarked:  # its own line: the summary stays the last
+        print(f"{summary.unmarked} labeled without the invisible watermark (too small or flat to watermark)")
     print(summary)
     return 1 if summary.failed else 0
 
@@ -197,11 +228,16 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 #: skipped; the line for stderr, or ""; whether it counts as unreadable). Plain data: it crosses
 #: from worker processes.
 _Checked = tuple["dict[str, Any] | None", str, bool]
+#: verify's watermark keys, and whether to look for the mark also under a readable label
+_Marks = tuple[tuple["MarkKey", ...], bool]
 
-_VERIFYING: tuple[TrustStore, str | None, bool] | None = None  #: in a worker: what cmd_verify was given
+#: in a worker: what cmd_verify was given
+_VERIFYING: tuple[TrustStore, str | None, bool, _Marks] | None = None
 
 
-def _check(task: Task, trust: TrustStore, anchors: str | None, decode_audio: bool) -> _Checked:
+def _check(
+    task: Task, trust: TrustStore, anchors: str | None, decode_audio: bool, marks: _Marks = ((), False)
+) -> _Checked:
     """``verify``'s result for one planned file. Never raises for a bad file."""
     from .batch import NotRegularFileError, describe_error
     from .verification import Status, Verdict
@@ -214,7 +250,7 @@ def _check(task: Task, trust: TrustStore, anchors: str | None, decode_audio: boo
             bool(task.error),
         )
     try:
-        verdict = _verify_path(task.source, trust, anchors, decode_audio)
+        verdict = _verify_path(task.source, trust, anchors, decode_audio, marks)
     except NotRegularFileError as exc:  # it became one since plan() looked
         return None, f"{name}: skipped: {exc}", False
     except Exception as exc:  # _Unreadable, or anything a parser raised: this file alone
@@ -223,9 +259,9 @@ def _check(task: Task, trust: TrustStore, anchors: str | None, decode_audio: boo
     return verdict.to_dict(), "", False
 
 
-def _init_verify_worker(trust: TrustStore, anchors: str | None, decode_audio: bool) -> None:
+def _init_verify_worker(trust: TrustStore, anchors: str | None, decode_audio: bool, marks: _Marks) -> None:
     global _VERIFYING
-    _VERIFYING = (trust, anchors, decode_audio)
+    _VERIFYING = (trust, anchors, decode_audio, marks)
 
 
 def _verify_unit(unit: list[tuple[int, Task]]) -> list[tuple[int, _Checked]]:
@@ -245,7 +281,7 @@ def _died_verifying(item: tuple[int, Task]) -> tuple[int, _Checked]:
 
 
 def _checked_in_order(
-    tasks: list[Task], trust: TrustStore, anchors: str | None, decode_audio: bool, jobs: int
+    tasks: list[Task], trust: TrustStore, anchors: str | None, decode_audio: bool, jobs: int, marks: _Marks
 ) -> Iterator[tuple[Task, _Checked]]:
     """Each task's result, in the order of ``tasks``, whatever order ``jobs`` workers finish in."""
     from .batch import Work, in_workers
@@ -254,26 +290,49 @@ def _checked_in_order(
     jobs = min(jobs, len(todo) // _FILES_PER_WORKER)
     if jobs <= 1:
         for task in tasks:
-            yield task, _check(task, trust, anchors, decode_audio)
+            yield task, _check(task, trust, anchors, decode_audio, marks)
         return
     size = max(1, min(_VERIFY_UNIT, len(todo) // (jobs * 8)))
     units = [todo[i : i + size] for i in range(0, len(todo), size)]
-    work = Work(_init_verify_worker, (trust, anchors, decode_audio), _verify_unit, _died_verifying)
+    work = Work(_init_verify_worker, (trust, anchors, decode_audio, marks), _verify_unit, _died_verifying)
     done: dict[int, _Checked] = {}
     at = 0
     for i, checked in in_workers(units, jobs, work):
         done[i] = checked
         while at < len(tasks) and (at in done or tasks[at].skip or tasks[at].error):
-            yield tasks[at], done.pop(at) if at in done else _check(tasks[at], trust, anchors, decode_audio)
+            yield (
+                tasks[at],
+                done.pop(at) if at in done else _check(tasks[at], trust, anchors, decode_audio, marks),
+            )
             at += 1
     for task in tasks[at:]:  # skipped ones after the last file
-        yield task, _check(task, trust, anchors, decode_audio)
+        yield task, _check(task, trust, anchors, decode_audio, marks)
 
 
 #: Files a verify worker is sent at a time (fewer for small batches: each worker gets ~8 units).
 _VERIFY_UNIT = 64
 #: Fewest files worth a worker: starting one costs ~10 ms, about what it saves on 30 pictures.
 _FILES_PER_WORKER = 32
+
+
+def _watermark_keys(args: argparse.Namespace) -> _Marks:
+    """``--watermark-key`` files, else (with ``--watermark``) the configured policy's key."""
+    from .markkey import MarkKey
+
+    keys = tuple(MarkKey.from_file(path) for path in args.watermark_key or ())
+    if args.watermark and not keys and (args.config or os.environ.get("LABELER_CONFIG")):
+        from .policy import LabelPolicy
+
+        own = MarkKey.for_policy(LabelPolicy.load(args.config))
+        keys = (own,) if own is not None else ()
+    if args.watermark and not keys:
+        raise LabelerError("--watermark needs --watermark-key FILE (or --config with a key_file)")
+    if keys:
+        from .explicit.marking import wing
+
+        if wing() is None:
+            raise LabelerError("watermark detection needs the 'watermark' extra (numpy, scipy)")
+    return keys, bool(args.watermark)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -284,11 +343,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     order = list(Status)
     required = Status(args.require) if args.require else None
     anchors = Path(args.c2pa_trust).read_text() if args.c2pa_trust else None
+    marks = _watermark_keys(args)
     tasks = plan(args.paths, None, follow_symlinks=True)  # reading through a link is harmless
     results: list[tuple[Path, dict[str, Any]]] = []
     unreadable = 0
     for task, (verdict, line, failed_read) in _checked_in_order(
-        tasks, trust, anchors, args.decode_audio, args.jobs
+        tasks, trust, anchors, args.decode_audio, args.jobs, marks
     ):
         unreadable += failed_read
         if line:
@@ -495,6 +555,12 @@ def _add_apply(sub: Subparsers) -> None:
     p.add_argument("--c2pa-cert", help="PEM certificate chain (leaf first): also embed C2PA credentials")
     p.add_argument("--c2pa-key", help="PEM private key of the C2PA signer certificate")
     p.add_argument("--max-pixels", type=int, help="decode budget: frames x width x height (default 1e8)")
+    p.add_argument(
+        "--watermark",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the invisible watermark on pictures, with their visible label (default: the config's, on)",
+    )
     p.set_defaults(func=cmd_apply)
 
 
@@ -520,6 +586,18 @@ def _add_verify(sub: Subparsers) -> None:
         type=int,
         default=os.cpu_count() or 1,
         help="worker processes (default: cores; one per 32 files at most); output in file order either way",
+    )
+    p.add_argument(
+        "--watermark",
+        action="store_true",
+        help="look for the invisible watermark on every picture (default: only with no readable label)",
+    )
+    p.add_argument(
+        "--watermark-key",
+        action="append",
+        metavar="FILE",
+        help="a watermark key file (keygen --watermark writes one; repeatable): pictures with no "
+        "readable label are checked for the mark",
     )
     p.set_defaults(func=cmd_verify)
 
@@ -569,6 +647,11 @@ def _add_keygen(sub: Subparsers) -> None:
     p.add_argument("--grace", type=float, default=3600.0, help="--rotate: seconds the old key may still sign")
     p.add_argument("--revoke", metavar="KID", help="instead: mark key KID revoked in OUT/keys.json")
     p.add_argument("--reason", default="", help="--revoke: why (verifiers show it)")
+    p.add_argument(
+        "--watermark",
+        action="store_true",
+        help="instead: write the config's watermark key, NAME.watermark.json",
+    )
     p.set_defaults(func=cmd_keygen)
 
 

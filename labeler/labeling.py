@@ -7,6 +7,7 @@ sign -> write the GB record + IPTC + provenance into the slot. Pure: bytes in, b
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from . import __version__
@@ -20,8 +21,9 @@ from .xmp import XmpLabel, write_label
 
 if TYPE_CHECKING:
     from .content_credentials import C2paConfig
+    from .explicit.marking import MarkOutcome
 
-__all__ = ["has_label", "label_bytes", "label_content", "label_image", "label_with_record"]
+__all__ = ["Labelled", "has_label", "label_bytes", "label_content", "label_image", "label_with_record"]
 
 OnExisting = Literal["error", "keep", "replace"]
 
@@ -119,14 +121,38 @@ def label_image(
     created: _dt.datetime | None = None,
     on_existing: OnExisting = "error",
     c2pa: C2paConfig | None = None,
+    watermark: bool | None = None,
 ) -> bytes:
     """The full label of a picture: the visible label drawn per ``policy.visible`` (GB 45438
-    geometry), then the implicit label and signature written on the final bytes, then (given
-    ``c2pa``) a C2PA manifest, last, so that it binds all of the above."""
+    geometry) with the invisible watermark in the same re-encode, then the implicit label and
+    signature written on the final bytes, then (given ``c2pa``) a C2PA manifest, last, so that
+    it binds all of the above.
+
+    ``watermark``: None (default) marks where a visible label is drawn, if ``policy.watermark``
+    and the ``watermark`` extra and a key are there (else the picture is labelled without it);
+    False never; True always (also with ``visible=False``: one re-encode for the mark alone),
+    raising :class:`~labeler.markkey.WatermarkUnavailableError` without the extra or a key."""
     found = find_label(data)
     if _keep(found, on_existing):
         return data
-    return _label_image(data, found, policy, visible, Label(label), produce_id, created, c2pa)[0]
+    return _label_image(data, found, policy, visible, Label(label), produce_id, created, c2pa, watermark)[0]
+
+
+class Labelled(tuple[bytes, "AigcRecord | None"]):
+    """``(labelled bytes, record)`` as before, plus ``watermark``: what happened to the
+    invisible mark (:class:`~labeler.explicit.marking.MarkOutcome`; None for other media)."""
+
+    watermark: MarkOutcome | None
+
+    def __new__(
+        cls, data: bytes, record: AigcRecord | None, watermark: MarkOutcome | None = None
+    ) -> Labelled:
+        self = super().__new__(cls, (data, record))
+        self.watermark = watermark
+        return self
+
+    def __reduce__(self) -> tuple[type[Labelled], tuple[bytes, AigcRecord | None, MarkOutcome | None]]:
+        return (Labelled, (self[0], self[1], self.watermark))
 
 
 def _label_image(
@@ -138,17 +164,21 @@ def _label_image(
     produce_id: str | None,
     created: _dt.datetime | None,
     c2pa: C2paConfig | None,
-) -> tuple[bytes, AigcRecord]:
-    explicit = explicit_label(found.format.name) if visible else None
-    if explicit is not None:
-        data = explicit.add(data, policy)  # Pillow is only imported here
+    watermark: bool | None,
+) -> Labelled:
+    produce_id = produce_id or new_produce_id()  # the mark carries its hash: known before drawing
+    mark = None
+    if (visible or watermark) and explicit_label(found.format.name) is not None:
+        from .explicit.marking import label_picture  # Pillow is only imported here
+
+        data, mark = label_picture(data, policy, produce_id, visible=visible, watermark=watermark)
         found = find_label(data)  # the re-encoded picture: same packet, new offsets
     out, record = _write_implicit(data, found, policy, label, produce_id, created)
     if c2pa is not None:
         from .content_credentials import add_content_credentials
 
         out = add_content_credentials(out, policy, c2pa)
-    return out, record
+    return Labelled(out, record, mark)
 
 
 @typed_errors
@@ -162,11 +192,14 @@ def label_with_record(
     created: _dt.datetime | None = None,
     on_existing: OnExisting = "error",
     c2pa: C2paConfig | None = None,
-) -> tuple[bytes, AigcRecord | None]:
+    watermark: bool | None = None,
+) -> Labelled:
     """The full label of any supported file, chosen by what the bytes are, and the GB record it
     wrote (``None`` when ``on_existing="keep"`` kept labelled content as it was):
 
-    * pictures: :func:`label_image` (visible label, implicit label, optional C2PA);
+    * pictures: :func:`label_image` (visible label and invisible watermark, implicit label,
+      optional C2PA); the result's ``watermark`` says whether the mark was written, and if
+      not why ("too small", "too flat", "unavailable", "off");
     * audio: the rhythm label "short-long-short-short" per ``policy.audio`` (WAV in place;
       MP3/FLAC/Ogg re-encoded with ffmpeg), then the record in the format's own tag;
     * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
@@ -174,21 +207,22 @@ def label_with_record(
       page 1 (:mod:`labeler.explicit.documents`); XLSX and PPTX the record only (show the label where they
       are offered); the record goes into the document properties.
 
-    ``visible=False`` writes the implicit label only, without re-encoding anything.
+    ``visible=False`` writes the implicit label only, without re-encoding anything (unless
+    ``watermark=True`` asks for the invisible mark alone).
     """
     found = find_label(data)
     if _keep(found, on_existing):
-        return data, None
+        return Labelled(data, None)
     fmt, label = found.format, Label(label)
     if fmt.kind == "image":
-        return _label_image(data, found, policy, visible, label, produce_id, created, c2pa)
+        return _label_image(data, found, policy, visible, label, produce_id, created, c2pa, watermark)
     original = data
     explicit = explicit_label(fmt.name) if visible else None
     if explicit is not None:
         data = explicit.add(data, policy)
     if data is not original:  # the explicit label changed the bytes: find the slot again
         found = find_label(data)
-    return _write_implicit(data, found, policy, label, produce_id, created)
+    return Labelled(*_write_implicit(data, found, policy, label, produce_id, created))
 
 
 @typed_errors
@@ -202,9 +236,16 @@ def label_content(
     created: _dt.datetime | None = None,
     on_existing: OnExisting = "error",
     c2pa: C2paConfig | None = None,
+    watermark: bool | None = None,
+    on_watermark: Callable[[MarkOutcome], object] | None = None,
 ) -> bytes:
-    """:func:`label_with_record` without the record: the labelled bytes."""
-    return label_with_record(
+    """:func:`label_with_record` without the record: the labelled bytes. ``on_watermark`` is
+    called with a picture's watermark outcome (how ``labeler apply`` counts pictures too small
+    or flat to mark)."""
+    labelled = label_with_record(
         data, policy, visible=visible, label=label, produce_id=produce_id, created=created,
-        on_existing=on_existing, c2pa=c2pa,
-    )[0]  # fmt: skip
+        on_existing=on_existing, c2pa=c2pa, watermark=watermark,
+    )  # fmt: skip
+    if on_watermark is not None and labelled.watermark is not None:
+        on_watermark(labelled.watermark)
+    return labelled[0]

@@ -20,6 +20,7 @@ from .aigc import check_charset
 from .errors import ConfigError, InvalidRecordError
 from .explicit.styles import RhythmStyle, VisibleStyle
 from .identifiers import ProviderCode, validate_filing_number, validate_provider_code
+from .markkey import MarkKey, derive_secret
 from .signing import SigningKey
 
 __all__ = ["LabelPolicy", "check_label_text"]
@@ -60,6 +61,10 @@ class LabelPolicy:
     visible: VisibleStyle = field(default_factory=VisibleStyle)
     audio: RhythmStyle = field(default_factory=RhythmStyle)
     signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
+    #: write the invisible watermark where a visible label is drawn on a picture (docs/watermark.md)
+    watermark: bool = True
+    #: the watermark secret; None: derived from ``signing_key`` (:attr:`watermark_secret`)
+    watermark_key: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.provider_name.strip():
@@ -81,6 +86,12 @@ class LabelPolicy:
             raise ConfigError("audio must be a labeler.RhythmStyle")
         if self.signing_key is not None and not isinstance(self.signing_key, SigningKey):
             raise ConfigError("signing_key must be a labeler.SigningKey")
+        if not isinstance(self.watermark, bool):
+            raise ConfigError("watermark must be true or false")
+        if self.watermark_key is not None and (
+            not isinstance(self.watermark_key, bytes) or len(self.watermark_key) < 16
+        ):
+            raise ConfigError("watermark_key must be bytes, at least 16 (or set watermark_key_file)")
         _ = self.producer  # fail now, not at the first label
 
     @functools.cached_property
@@ -95,6 +106,16 @@ class LabelPolicy:
                 f"provider_name {self.provider_name!r} can't be a GB 45438 ContentProducer "
                 "(printable ASCII only, no spaces); set provider_code"
             ) from None
+
+    @functools.cached_property
+    def watermark_secret(self) -> bytes | None:
+        """The watermark's secret: ``watermark_key`` if configured, else derived one-way from the
+        signing key (HMAC-SHA256 over its private PEM), else None (nothing to mark with)."""
+        if self.watermark_key is not None:
+            return self.watermark_key
+        if self.signing_key is None:
+            return None
+        return derive_secret(self.signing_key.private_pem())
 
     @property
     def label_text(self) -> str:
@@ -144,6 +165,12 @@ class LabelPolicy:
             if base_dir is not None and not path.is_absolute():
                 path = base_dir / path
             data["signing_key"] = SigningKey.from_file(path)
+        mark_file = data.pop("watermark_key_file", None)
+        if mark_file:
+            path = Path(mark_file)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            data["watermark_key"] = MarkKey.from_file(path).secret
         if "filing_numbers" in data:
             data["filing_numbers"] = tuple(data["filing_numbers"])
         known = {f.name for f in fields(cls)}
@@ -153,9 +180,10 @@ class LabelPolicy:
         if "provider_name" not in data:
             raise ConfigError("provider_name is required")
         for name, value in data.items():
-            if name not in ("signing_key", "visible", "audio") and not isinstance(
-                value, str | tuple | type(None)
-            ):
+            if name == "watermark" and not isinstance(value, bool):
+                raise ConfigError("policy setting watermark must be true or false")
+            typed = ("signing_key", "visible", "audio", "watermark", "watermark_key")
+            if name not in typed and not isinstance(value, str | tuple | type(None)):
                 raise ConfigError(f"policy setting {name} must be a string")
         return cls(**data)
 
@@ -204,10 +232,16 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         "system_version",
         "language",
         "key_file",
+        "watermark_key_file",
     ):
         value = env.get(f"LABELER_{name.upper()}")
         if value:
             out[name] = value
+    switch = env.get("LABELER_WATERMARK", "").strip().lower()
+    if switch:
+        if switch not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
+            raise ConfigError(f"LABELER_WATERMARK must be on or off, got {switch!r}")
+        out["watermark"] = switch in ("1", "true", "on", "yes")
     if env.get("LABELER_FILING_NUMBERS"):
         out["filing_numbers"] = tuple(
             n.strip() for n in re.split(r"[,;]", env["LABELER_FILING_NUMBERS"]) if n.strip()

@@ -17,7 +17,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .adapters import stream_text
 from .aigc import AigcRecord
@@ -29,6 +29,11 @@ from .provenance import SignedProvenance, parse_token
 from .signing import ALGORITHMS, TrustStore, b64url_encode, decide_trust
 from .text import find_text_labels, front_matter_label, mark_digest, read_text_mark
 from .xmp import DIGITAL_SOURCE_TYPE_AI, NS_TC260, XmpLabel
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .markkey import MarkKey
 
 __all__ = ["Status", "Verdict", "judge_record", "verify", "verify_response", "verify_stream", "verify_text"]
 
@@ -62,6 +67,8 @@ class Verdict:
     explicit_label: bool = False  #: a visible label was found (text); alone it means "suspected"
     propagation: dict[str, Any] | None = None  #: the platform's ReservedCode2, checked
     c2pa: dict[str, Any] | None = None  #: C2PA Content Credentials as c2pa-python judges them
+    #: the invisible watermark, when looked for: detected, p_value, key_id, content_id, producer...
+    watermark: dict[str, Any] | None = None
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -79,10 +86,14 @@ class Verdict:
     @property
     def notice(self) -> str:
         """Measures Art. 6 notice level: from the record's Label (confirmed / possible / suspected);
-        with no record but a visible label, suspected; else none."""
+        with no record but a visible label or a detected watermark (case 3), suspected; else none."""
         if self.record is not None:
             return self.record.Label.notice
-        return "suspected" if self.explicit_label else "none"
+        return "suspected" if self.explicit_label or self.watermark_detected else "none"
+
+    @property
+    def watermark_detected(self) -> bool:
+        return bool(self.watermark and self.watermark.get("detected"))
 
     @property
     def filing_numbers(self) -> tuple[str, ...]:
@@ -109,6 +120,7 @@ class Verdict:
             "problems": list(self.problems),
             "propagation": self.propagation,
             "c2pa": self.c2pa,
+            "watermark": self.watermark,
         }
         if self.signed is not None:
             p = self.signed.provenance
@@ -136,6 +148,8 @@ def verify(
     *,
     c2pa_anchors: str | None = None,
     decode_audio: bool = False,
+    watermark_keys: Sequence[MarkKey] = (),
+    watermark: bool | None = None,
 ) -> Verdict:
     """The verdict on ``data``'s AIGC label, signature, integrity and signer trust, plus the
     state of C2PA Content Credentials when the file has them (``Trusted`` needs ``c2pa_anchors``,
@@ -143,7 +157,12 @@ def verify(
 
     ``decode_audio=True`` also listens for the rhythm label in MP3, FLAC and Ogg (decoded by
     ffmpeg, where installed; WAV is always checked): on audio whose tags were stripped it is what
-    makes the verdict "suspected" rather than nothing."""
+    makes the verdict "suspected" rather than nothing.
+
+    ``watermark_keys`` (:class:`~labeler.markkey.MarkKey`, e.g. from the provider's key file):
+    on a picture with no readable label the invisible watermark is looked for (``watermark=True``:
+    always, also under a label; False: never). A detection makes the notice "suspected" and puts
+    the decoded ids and the p-value in ``verdict.watermark``: a trace, never proof of origin."""
     with walk_once():  # one walk of the container serves the label, the digest and C2PA
         try:
             fmt = detect(data)
@@ -159,7 +178,32 @@ def verify(
             from .content_credentials import read_content_credentials
 
             verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
-        return _require_valid_c2pa(verdict, fmt, data)
+        verdict = _require_valid_c2pa(verdict, fmt, data)
+    if fmt.kind == "image" and watermark is not False and (watermark or verdict.record is None):
+        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True)
+    return verdict
+
+
+def _look_for_watermark(verdict: Verdict, data: bytes, keys: Sequence[MarkKey], asked: bool) -> Verdict:
+    """The invisible mark's result in the verdict (Measures Art. 6 case 3 when detected)."""
+    if not keys and not asked:
+        return verdict
+    from .explicit.marking import read_mark
+
+    record = verdict.record
+    found = read_mark(data, keys, record_ids=(record.ContentProducer, record.ProduceID) if record else None)
+    problems = verdict.problems
+    if found.get("detected") and record is None:
+        who = found.get("producer") or f"key {found.get('key_id')}"
+        problems = (*problems, f"no label, but the invisible watermark of {who} (p = {found['p_value']:.1e})")
+    elif found.get("matches_record") is False:
+        problems = (
+            *problems,
+            "the invisible watermark names another record than the label's (label copied?)",
+        )
+    elif asked and record is None and found.get("reason"):  # why there is no trace either
+        problems = (*problems, f"watermark: {found['reason']}")
+    return dataclasses.replace(verdict, watermark=found, problems=problems)
 
 
 def _holds_c2pa(fmt: ContainerFormat, data: bytes, found: Found | None) -> bool:
@@ -398,45 +442,33 @@ def judge_record(
             **details,
         )
 
-    signed = _signed_provenance(token, problems)
+    signed = _signed_token(token, problems)
     if signed is None:
         return verdict(Status.UNSIGNED)
     if not signed.signature_valid():
         problems.append("signature does not verify")
         return verdict(Status.BAD_SIGNATURE, signed=signed, signature_valid=False)
-    mismatched = _fields_unlike_signed(record, signed, media_format)
+    mismatched = _mismatched_fields(record, signed, media_format)
     intact = hmac.compare_digest(content_digest(), signed.provenance.content_digest)
     if not intact:
         problems.append("content digest differs from the signed one: content altered or label copied")
-    trust_decision = decide_trust(trust, signed.public_key, signed.provenance.created)
-    if trust_decision.problem:  # why not trusted, or (trusted) that the key is retired
-        problems.append(trust_decision.problem)
-    if mismatched:
-        problems.append(f"record fields differ from the signed ones: {', '.join(mismatched)}")
-        status = Status.LABEL_MISMATCH
-    elif not intact:
-        status = Status.ALTERED
-        if media_format in _TAGS_BOUND_SINCE_0_2:
-            problems.append(
-                "content differs from what was signed; a label made by labeler 0.1 did not bind the "
-                f"{media_format} tags around it and reads so too: relabel such files (on_existing='replace')"
-            )
-    else:
-        status = Status.VERIFIED if trust_decision.trusted else Status.UNTRUSTED
+    decision = decide_trust(trust, signed.public_key, signed.provenance.created)
+    if decision.problem:  # why not trusted, or (trusted) that the key is retired
+        problems.append(decision.problem)
+    status = _rung(mismatched, intact, decision.trusted, media_format, problems)
     return verdict(
         status,
         signed=signed,
         signature_valid=True,
-        key_trusted=trust_decision.trusted,
-        key_status=trust_decision.key_status,
+        key_trusted=decision.trusted,
+        key_status=decision.key_status,
         content_intact=intact,
     )
 
 
-def _signed_provenance(token: str, problems: list[str]) -> SignedProvenance | None:
-    """ReservedCode1 parsed, or ``None`` (with the reason in ``problems``): nothing to check.
-    An algorithm we refuse or a key id that is not the key's own hash is noted here; the
-    signature check then fails on it."""
+def _signed_token(token: str, problems: list[str]) -> SignedProvenance | None:
+    """ReservedCode1 parsed (None, with the problem noted, when there is nothing to check);
+    an algorithm we refuse or an inconsistent key id is noted too (the signature then fails)."""
     if not token:
         problems.append("ReservedCode1 is empty")
         return None
@@ -452,8 +484,8 @@ def _signed_provenance(token: str, problems: list[str]) -> SignedProvenance | No
     return signed
 
 
-def _fields_unlike_signed(record: AigcRecord, signed: SignedProvenance, media_format: str) -> list[str]:
-    """Names of the readable record's fields that differ from what the signature covers."""
+def _mismatched_fields(record: AigcRecord, signed: SignedProvenance, media_format: str) -> list[str]:
+    """The record's fields that differ from the signed ones (a forged or swapped record)."""
     p = signed.provenance
     return [
         name
@@ -465,6 +497,23 @@ def _fields_unlike_signed(record: AigcRecord, signed: SignedProvenance, media_fo
         )
         if signed_value != value
     ]
+
+
+def _rung(
+    mismatched: list[str], intact: bool, trusted: bool, media_format: str, problems: list[str]
+) -> Status:
+    """Where a validly signed label lands: mismatch, then altered, then untrusted, else verified."""
+    if mismatched:
+        problems.append(f"record fields differ from the signed ones: {', '.join(mismatched)}")
+        return Status.LABEL_MISMATCH
+    if not intact:
+        if media_format in _TAGS_BOUND_SINCE_0_2:
+            problems.append(
+                "content differs from what was signed; a label made by labeler 0.1 did not bind the "
+                f"{media_format} tags around it and reads so too: relabel such files (on_existing='replace')"
+            )
+        return Status.ALTERED
+    return Status.VERIFIED if trusted else Status.UNTRUSTED
 
 
 # -- text and Markdown ------------------------------------------------------------------------------

@@ -101,3 +101,23 @@ def test_nothing_but_a_labeler_error_escapes(monkeypatch: pytest.MonkeyPatch, po
         with pytest.raises(UnexpectedParserError, match="ZeroDivisionError") as info:
             call()
         assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_label_with_record_is_still_a_pair_and_says_what_happened_to_the_watermark(
+    policy: LabelPolicy,
+) -> None:
+    """Callers unpack ``data, record``; the watermark's outcome rides along (and survives
+    pickling to and from worker processes)."""
+    import pickle
+
+    from labeler.labeling import Labelled, label_with_record
+
+    small = label_with_record(SAMPLES["png"], policy)
+    data, record = small
+    assert isinstance(small, tuple) and len(small) == 2 and record is not None
+    assert small.watermark is not None and small.watermark.status == "too small"
+    again = pickle.loads(pickle.dumps(small))
+    assert (
+        isinstance(again, Labelled) and tuple(again) == (data, record) and again.watermark == small.watermark
+    )
+    assert label_with_record(SAMPLES["png"], policy, visible=False).watermark is None

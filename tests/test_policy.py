@@ -122,3 +122,33 @@ def test_missing_files_are_typed_errors(tmp_path: Path) -> None:
         LabelPolicy.from_toml(tmp_path / "nope.toml")
     with pytest.raises(SigningKeyError, match="cannot read private key"):
         LabelPolicy.load(env={"LABELER_PROVIDER_NAME": "A", "LABELER_KEY_FILE": str(tmp_path / "nope")})
+
+
+def test_watermark_settings_from_toml_and_env(tmp_path: Path) -> None:
+    """The watermark is on by default; ``watermark = false`` / LABELER_WATERMARK=off turn it
+    off; ``watermark_key_file`` gives its secret, else it is derived from the signing key."""
+    from labeler.markkey import MarkKey, derive_secret
+
+    key = _write_key(tmp_path / "k.pem")
+    base = '[labeler]\nprovider_name = "A"\nkey_file = "k.pem"\n'
+    (tmp_path / "c.toml").write_text(base, encoding="utf-8")
+    policy = LabelPolicy.load(tmp_path / "c.toml", env={})
+    assert policy.watermark is True and policy.watermark_secret == derive_secret(key.private_pem())
+    assert policy.watermark_secret != key.private_pem()
+    assert LabelPolicy.load(tmp_path / "c.toml", env={"LABELER_WATERMARK": "off"}).watermark is False
+    MarkKey(b"s" * 32, "A").to_file(tmp_path / "wm.json")
+    (tmp_path / "c.toml").write_text(
+        base + 'watermark = false\nwatermark_key_file = "wm.json"\n', encoding="utf-8"
+    )
+    policy = LabelPolicy.load(tmp_path / "c.toml", env={})
+    assert policy.watermark is False and policy.watermark_secret == b"s" * 32
+    assert LabelPolicy(provider_name="A").watermark_secret is None  # nothing to derive it from
+    with pytest.raises(ConfigError, match="LABELER_WATERMARK"):
+        LabelPolicy.load(tmp_path / "c.toml", env={"LABELER_WATERMARK": "maybe"})
+    (tmp_path / "c.toml").write_text(base + 'watermark = "no"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="true or false"):
+        LabelPolicy.load(tmp_path / "c.toml", env={})
+    (tmp_path / "wm.json").chmod(0o644)
+    (tmp_path / "c.toml").write_text(base + 'watermark_key_file = "wm.json"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="chmod 600"):
+        LabelPolicy.load(tmp_path / "c.toml", env={})

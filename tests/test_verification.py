@@ -24,6 +24,7 @@ from labeler import (
 )
 from labeler.formats import detect
 from labeler.signing import b64url_encode
+from labeler.verification import Verdict
 from labeler.xmp import XmpLabel, read_label, write_label
 
 
@@ -288,3 +289,24 @@ def test_a_bad_signature_shows_its_provenance_as_a_claim(labeled: bytes, trust: 
     out = verify(forged, trust).to_dict()
     assert out["status"] == "bad-signature" and "provenance" not in out
     assert out["claimed_provenance"]["provider"] == "Forged Inc"
+
+
+def test_a_detected_watermark_alone_makes_the_notice_suspected() -> None:
+    """Measures Art. 6 case 3: no record, but a trace; never more than "suspected"."""
+    bare = Verdict(Status.NO_LABEL, "jpeg")
+    assert bare.notice == "none" and bare.to_dict()["watermark"] is None
+    missed = dataclasses.replace(bare, watermark={"detected": False, "p_value": 0.4})
+    assert missed.notice == "none"
+    found = dataclasses.replace(bare, watermark={"detected": True, "p_value": 1e-30})
+    assert found.notice == "suspected" and not found.ok and found.to_dict()["watermark"]["p_value"] == 1e-30
+
+
+def test_verify_skips_the_watermark_when_asked_not_to(policy: LabelPolicy) -> None:
+    from labeler.markkey import MarkKey
+
+    key = MarkKey.for_policy(policy)
+    assert key is not None
+    assert verify(SAMPLES["png"], watermark_keys=[key], watermark=False).watermark is None
+    unmarked = verify(SAMPLES["jpeg"], watermark_keys=[key])  # no label: looked for, not found
+    assert unmarked.watermark is not None and unmarked.watermark["detected"] is False
+    assert unmarked.notice == "none" and unmarked.status is Status.NO_LABEL

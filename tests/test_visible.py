@@ -8,7 +8,7 @@ import struct
 import zlib
 
 import pytest
-from conftest import SAMPLES, encode, make_image
+from conftest import SAMPLES, encode, make_image, pixels
 from PIL import Image, ImageChops, ImageSequence
 
 from labeler import LabelPolicy, Status, TrustStore, verify
@@ -224,3 +224,33 @@ def test_decompression_bomb_is_refused_with_a_typed_error(policy: LabelPolicy) -
 def test_broken_image_is_a_typed_error(policy: LabelPolicy) -> None:
     with pytest.raises(MalformedFileError):
         label_image(SAMPLES["jpeg"][:400], policy)
+
+
+@pytest.mark.parametrize("sample", ["jpeg", "png-rgba", "webp-lossy", "gif", "gif-animated"])
+def test_a_pixel_pass_runs_in_the_same_re_encode_before_the_label(sample: str) -> None:
+    """The watermark's hook: given each still frame before the plate is drawn (GIF never: its
+    palette would quantise the change away); an identity pass changes nothing at all."""
+    from labeler.explicit.image import render_visible_label
+
+    seen: list[tuple[str, tuple[int, int]]] = []
+
+    def identity(img: Image.Image) -> Image.Image:
+        seen.append((img.mode, img.size))
+        return img
+
+    data, style = SAMPLES[sample], VisibleStyle()
+    with_pass = render_visible_label(data, "AI生成", style, mark=identity)
+    assert with_pass == render_visible_label(data, "AI生成", style)
+    assert seen == ([] if sample.startswith("gif") else [(seen[0][0], (64, 48))])
+
+
+def test_a_new_picture_from_the_pass_keeps_the_jpeg_tables_and_text_none_draws_nothing() -> None:
+    from labeler.explicit.image import render_visible_label
+
+    source = SAMPLES["jpeg"]
+    out = render_visible_label(source, None, VisibleStyle(), mark=lambda img: img.copy())
+    with Image.open(io.BytesIO(source)) as a, Image.open(io.BytesIO(out)) as b:
+        assert a.quantization == b.quantization  # type: ignore[attr-defined]
+        kept = io.BytesIO()
+        a.save(kept, "JPEG", quality="keep")  # Pillow's own "keep", nothing drawn: the same pixels
+        assert pixels(kept.getvalue()) == pixels(out)

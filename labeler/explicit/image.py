@@ -23,6 +23,7 @@ import io
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -47,9 +48,11 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "LabelBox",
+    "PixelPass",
     "Placement",
     "VisibleStyle",
     "check_decode_budget",
+    "decode_picture",
     "draw_label",
     "label_geometry",
     "render_visible_label",
@@ -110,74 +113,89 @@ def _size_for(text: str, path: str | None, height: int) -> int:
     return size
 
 
+def _plate_origin(size: tuple[int, int], plate: tuple[int, int], style: VisibleStyle) -> tuple[int, int]:
+    """Top-left corner of a plate of ``plate`` (w, h) at the style's edge or corner."""
+    (width, height), (plate_w, plate_h) = size, plate
+    margin = max(1, round(min(width, height) * style.margin_ratio))
+    p = style.placement.value
+    if "left" in p:
+        x = margin
+    elif "right" in p:
+        x = width - margin - plate_w
+    else:
+        x = (width - plate_w) // 2
+    if p.startswith("top"):
+        y = margin
+    elif p.startswith("bottom"):
+        y = height - margin - plate_h
+    else:
+        y = (height - plate_h) // 2
+    return x, y
+
+
+def _layout(
+    size: tuple[int, int], text: str, style: VisibleStyle, second: str | None, text_height: int, required: int
+) -> LabelBox:
+    """The label's box with its text at ``text_height`` px of ink (fitting or not)."""
+    font_size = _size_for(text, style.font_path, text_height)
+    left, top, right, bottom = _ink(text, style.font_path, font_size)
+    ink_h = bottom - top
+    pad = max(1, round(ink_h * 0.3))
+    inner_w, inner_h = right - left, ink_h
+    line2 = None
+    if second:
+        size2 = max(style.min_text_px, round(font_size * 0.55))
+        left2, top2, right2, bottom2 = _ink(second, style.font_path, size2)
+        gap = max(1, round(pad * 0.6))
+        line2 = (size2, left2, top2, gap)
+        inner_w = max(inner_w, right2 - left2)
+        inner_h += gap + (bottom2 - top2)
+    plate_w, plate_h = inner_w + 2 * pad, inner_h + 2 * pad
+    x, y = _plate_origin(size, (plate_w, plate_h), style)
+    second_line = None
+    if line2 is not None:
+        size2, left2, top2, gap = line2
+        second_line = (size2, x + pad - left2, y + pad + ink_h + gap - top2)
+    return LabelBox(
+        font_size=font_size,
+        text_height=ink_h,
+        required_height=required,
+        plate=(x, y, x + plate_w, y + plate_h),
+        text_origin=(x + pad, y + pad),
+        second_line=second_line,
+    )
+
+
+def _fits(box: LabelBox, size: tuple[int, int]) -> bool:
+    x0, y0, x1, y1 = box.plate
+    return x0 >= 0 and y0 >= 0 and x1 <= size[0] and y1 <= size[1]
+
+
 def label_geometry(
     size: tuple[int, int], text: str, style: VisibleStyle, second: str | None = None
 ) -> LabelBox:
-    """Place ``text`` (and an optional smaller ``second`` line) on a picture of ``size``."""
+    """Place ``text`` (and an optional smaller ``second`` line) on a picture of ``size``: the
+    style's text height if it fits, else the largest that fits down to the required 5%."""
     width, height = size
-    shortest = min(width, height)
-    required = max(1, math.ceil(shortest * style.height_ratio - 1e-9))
+    required = max(1, math.ceil(min(width, height) * style.height_ratio - 1e-9))
     wanted = max(required, style.min_text_px)
 
     def layout(text_height: int) -> LabelBox:
-        font_size = _size_for(text, style.font_path, text_height)
-        left, top, right, bottom = _ink(text, style.font_path, font_size)
-        ink_h = bottom - top
-        pad = max(1, round(ink_h * 0.3))
-        inner_w, inner_h = right - left, ink_h
-        line2 = None
-        if second:
-            size2 = max(style.min_text_px, round(font_size * 0.55))
-            left2, top2, right2, bottom2 = _ink(second, style.font_path, size2)
-            gap = max(1, round(pad * 0.6))
-            line2 = (size2, left2, top2, gap)
-            inner_w = max(inner_w, right2 - left2)
-            inner_h += gap + (bottom2 - top2)
-        plate_w, plate_h = inner_w + 2 * pad, inner_h + 2 * pad
-        margin = max(1, round(shortest * style.margin_ratio))
-        p = style.placement.value
-        if "left" in p:
-            x = margin
-        elif "right" in p:
-            x = width - margin - plate_w
-        else:
-            x = (width - plate_w) // 2
-        if p.startswith("top"):
-            y = margin
-        elif p.startswith("bottom"):
-            y = height - margin - plate_h
-        else:
-            y = (height - plate_h) // 2
-        second_line = None
-        if line2 is not None:
-            size2, left2, top2, gap = line2
-            second_line = (size2, x + pad - left2, y + pad + ink_h + gap - top2)
-        return LabelBox(
-            font_size=font_size,
-            text_height=ink_h,
-            required_height=required,
-            plate=(x, y, x + plate_w, y + plate_h),
-            text_origin=(x + pad, y + pad),
-            second_line=second_line,
-        )
-
-    def fits(box: LabelBox) -> bool:
-        x0, y0, x1, y1 = box.plate
-        return x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height
+        return _layout(size, text, style, second, text_height, required)
 
     box = layout(wanted)
-    if not fits(box) and wanted > required:
+    if not _fits(box, size) and wanted > required:
         lo, hi = required, wanted  # largest text height in [required, wanted) that fits
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if fits(layout(mid)):
+            if _fits(layout(mid), size):
                 lo = mid
             else:
                 hi = mid - 1
         box = layout(lo)
-    if not fits(box) and second:  # the optional filing-number line goes first, never the label
+    if not _fits(box, size) and second:  # the optional filing-number line goes first, never the label
         return label_geometry(size, text, style, None)
-    if not fits(box):
+    if not _fits(box, size):
         raise LabelTooLargeError(
             f"label {text!r} at the required {required}px text height does not fit a {width}x{height} picture"
         )
@@ -379,9 +397,40 @@ def _is_lossless_webp(data: bytes) -> bool:
     return b"VP8L" in data[12:64] and b"VP8 " not in data[12:64]
 
 
-def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: str | None = None) -> bytes:
+#: A pass over a decoded picture in the label's re-encode (the invisible watermark): it gets
+#: the frame (RGB, RGBA or L) and returns the one to save, or the same one untouched.
+PixelPass = Callable[[Image.Image], Image.Image]
+
+
+def decode_picture(data: bytes, style: VisibleStyle) -> Image.Image:
+    """The first frame of a JPEG, PNG, GIF or WebP, decoded within ``style``'s decode budget
+    (for readers of the pixels, such as the watermark detector)."""
+    return _open(data, style)
+
+
+def render_visible_label(
+    data: bytes,
+    text: str | None,
+    style: VisibleStyle,
+    second: str | None = None,
+    *,
+    mark: PixelPass | None = None,
+) -> bytes:
     """Decode, draw the label on every frame, re-encode in the same format keeping EXIF, ICC
-    and XMP (the implicit label is applied afterwards, on these final bytes)."""
+    and XMP (the implicit label is applied afterwards, on these final bytes).
+
+    ``mark`` runs on each frame before the label is drawn, in the same re-encode (one loss, not
+    two; the label's own pixels stay exactly as drawn). ``text=None`` draws nothing: the
+    picture is re-encoded for ``mark`` alone. GIF frames are never given to ``mark``: their
+    palette would quantise an invisible change away."""
+
+    def paint(img: Image.Image, marked: bool = True) -> Image.Image:
+        if mark is not None and marked and img.mode in ("RGB", "RGBA", "L"):
+            img = mark(img)
+        if text is not None:
+            draw_label(img, text, style, second)
+        return img
+
     img = _open(data, style)
     fmt = img.format
     info = img.info
@@ -399,8 +448,12 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
             quality = style.jpeg_quality
         if img.mode not in ("RGB", "L", "CMYK"):
             img = img.convert("RGB")
-        draw_label(img, text, style, second)
-        extra = {"subsampling": "keep"} if quality == "keep" else {}
+        source, img = img, paint(img)
+        extra: dict[str, Any] = {"subsampling": "keep"} if quality == "keep" else {}
+        if quality == "keep" and img is not source:  # Pillow's "keep", for a new (marked) image
+            quality, extra = -1, {"qtables": getattr(source, "quantization", None)}
+            if (sampling := JpegImagePlugin.get_sampling(source)) != -1:
+                extra["subsampling"] = sampling
         img.save(out, "JPEG", quality=quality, **extra, **keep)
     elif fmt == "PNG":
         from PIL import PngImagePlugin
@@ -412,14 +465,13 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
         keep.pop("xmp", None)
         if img.mode not in ("RGB", "RGBA", "L", "LA"):
             img = img.convert("RGBA")
-        draw_label(img, text, style, second)
+        img = paint(img)
         img.save(out, "PNG", pnginfo=pnginfo, optimize=False, **keep)
     elif fmt in ("GIF", "WEBP") and getattr(img, "n_frames", 1) > 1:
         frames, durations = [], []
         try:  # frame by frame: each one within the budget checked above
             for frame in ImageSequence.Iterator(img):
-                rgba = frame.convert("RGBA")
-                draw_label(rgba, text, style, second)
+                rgba = paint(frame.convert("RGBA"), marked=fmt == "WEBP")
                 frames.append(rgba)
                 durations.append(frame.info.get("duration", info.get("duration", 100)))
         except Image.DecompressionBombError as exc:
@@ -435,13 +487,12 @@ def render_visible_label(data: bytes, text: str, style: VisibleStyle, second: st
             params["disposal"] = 2
         frames[0].save(out, fmt, **params)
     elif fmt == "GIF":
-        rgba = img.convert("RGBA")
-        draw_label(rgba, text, style, second)
+        rgba = paint(img.convert("RGBA"), marked=False)
         rgba.save(out, "GIF")
     elif fmt == "WEBP":
         if img.mode not in ("RGB", "RGBA"):
             img = img.convert("RGBA")
-        draw_label(img, text, style, second)
+        img = paint(img)
         img.save(out, "WEBP", lossless=_is_lossless_webp(data), quality=style.webp_quality, **keep)
     else:
         raise UnsupportedFormatError(f"no visible labels for {fmt} images")

@@ -1,0 +1,186 @@
+"""The invisible watermark, wired in: written in the visible label's re-encode, read from pixels.
+
+Why here: the mark changes pixels, so it rides the one re-encode the visible label already
+costs (:func:`~.image.render_visible_label`'s ``mark`` pass) instead of adding a second loss.
+Its payload links the picture to the signed record (docs/watermark.md, "Where the mark is
+written and read"): 16 bits of key id, 24 bits of the provider code's hash, 24 bits of the
+ProduceID's hash, so a verifier holding the key names the producer after metadata is gone.
+
+The watermark wing (``labeler.watermark``: numpy, scipy) is optional, so it is loaded by name
+in :func:`wing`, the one place that knows it may be missing: without it, labelling works and
+says the mark is unavailable; only an explicit ``watermark=True`` raises.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import LabelerError
+from ..markkey import MarkKey, WatermarkUnavailableError
+from .image import decode_picture, render_visible_label
+from .styles import VisibleStyle
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..policy import LabelPolicy
+
+__all__ = ["MarkOutcome", "label_picture", "read_mark", "wing"]
+
+_EXTRA = "install the 'watermark' extra (pip install 'aigc-labeler[watermark]')"
+_NO_KEY = "the policy has no watermark key: set key_file (the key is derived from it) or watermark_key_file"
+
+MarkStatus = Literal["marked", "off", "unavailable", "too small", "too flat"]
+
+
+@functools.cache
+def wing() -> ModuleType | None:
+    """The watermark wing, or None when its extra (numpy, scipy) is not installed."""
+    try:
+        return importlib.import_module("labeler.watermark")
+    except ImportError:
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _wing_key(secret: bytes) -> Any:
+    w = wing()
+    assert w is not None
+    return w.WatermarkKey(secret)
+
+
+@dataclass(frozen=True)
+class MarkOutcome:
+    """What happened to the invisible mark of one picture. ``status``: ``marked``; ``off``
+    (not asked for, or no visible label drawn); ``unavailable`` (no extra, no key, or a GIF /
+    CMYK picture); ``too small`` / ``too flat`` (labelled without the mark)."""
+
+    status: MarkStatus
+    detail: str = ""
+    key_id: int | None = None
+    content_id: int | None = None
+    psnr: float | None = None
+
+    @property
+    def marked(self) -> bool:
+        return self.status == "marked"
+
+    @property
+    def refused(self) -> bool:
+        """The picture can't hold the mark (too small or too flat): labelled without it."""
+        return self.status in ("too small", "too flat")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "detail": self.detail}
+        if self.marked:
+            out.update(key_id=self.key_id, content_id=f"{self.content_id:012x}")
+            out["psnr"] = round(self.psnr or 0, 2)
+        return out
+
+
+OFF = MarkOutcome("off")
+
+
+def _mark_key(policy: LabelPolicy, required: bool) -> tuple[Any, MarkKey] | MarkOutcome:
+    """The wing's key for ``policy``, or why there is none (raising if ``required``)."""
+    key = MarkKey.for_policy(policy)
+    w = wing()
+    why = _EXTRA if w is None else _NO_KEY if key is None else ""
+    if why:
+        if required:
+            raise WatermarkUnavailableError(f"watermark=True, but {why}")
+        return MarkOutcome("unavailable", why)
+    assert key is not None
+    return _wing_key(key.secret), key
+
+
+def label_picture(
+    data: bytes, policy: LabelPolicy, produce_id: str, *, visible: bool, watermark: bool | None
+) -> tuple[bytes, MarkOutcome]:
+    """The picture with its visible label (if ``visible``) and the invisible mark (if
+    ``watermark``, default ``policy.watermark`` where a visible label is drawn), in one
+    re-encode. ``watermark=True`` without the extra or a key raises
+    :class:`~labeler.markkey.WatermarkUnavailableError`; a picture too small or too flat is
+    labelled without the mark, and the outcome says so."""
+    want = (policy.watermark and visible) if watermark is None else watermark
+    text = policy.label_text if visible else None
+    second = policy.filing_line if visible else None
+    found = _mark_key(policy, required=watermark is True) if want else OFF
+    if isinstance(found, MarkOutcome):
+        out = render_visible_label(data, text, policy.visible, second) if visible else data
+        return out, found
+    w, (wkey, key) = wing(), found
+    assert w is not None
+    payload = w.Payload(wkey.key_id, w.content_id_for(key.producer, produce_id))
+    outcomes: list[MarkOutcome] = []
+
+    def mark(img: Image.Image) -> Image.Image:
+        try:
+            embedded = w.embed(img, wkey, payload)
+        except w.WatermarkCapacityError as exc:
+            outcomes.append(MarkOutcome(exc.reason, str(exc)))
+            return img
+        outcomes.append(MarkOutcome("marked", "", payload.key_id, payload.content_id, embedded.psnr))
+        return embedded.picture  # type: ignore[no-any-return]
+
+    out = render_visible_label(data, text, policy.visible, second, mark=mark)
+    if not outcomes:
+        return out, MarkOutcome("unavailable", "a GIF or CMYK picture can't hold the mark")
+    return out, outcomes[0]
+
+
+def read_mark(
+    data: bytes,
+    keys: Sequence[MarkKey],
+    *,
+    record_ids: tuple[str, str] | None = None,
+    style: VisibleStyle | None = None,
+) -> dict[str, Any]:
+    """Look for the mark of any of ``keys`` in a picture. Never raises on content. The
+    p-value is Bonferroni-corrected for the number of keys tried (docs/watermark.md).
+    ``record_ids`` (ContentProducer, ProduceID) of a readable label: is the mark that record's?"""
+    w = wing()
+    if w is None:
+        return {"detected": False, "reason": f"watermark detection unavailable: {_EXTRA}"}
+    if not keys:
+        return {"detected": False, "reason": "no watermark key given"}
+    try:
+        picture = decode_picture(data, style or VisibleStyle())
+    except LabelerError as exc:
+        return {"detected": False, "reason": f"cannot decode the picture: {exc}"}
+    threshold = float(w.DEFAULT_THRESHOLD)
+    best: tuple[Any, MarkKey] | None = None
+    for key in keys:
+        try:
+            found = w.detect(picture, _wing_key(key.secret), threshold=threshold / len(keys))
+        except (ValueError, OSError, MemoryError) as exc:  # a mode Pillow can't convert, ...
+            return {"detected": False, "reason": f"cannot read the pixels: {exc}"}
+        if best is None or found.p_value < best[0].p_value:
+            best = (found, key)
+    assert best is not None
+    found, key = best
+    out: dict[str, Any] = {
+        "detected": bool(found.detected),
+        "p_value": min(1.0, float(found.p_value) * len(keys)),
+        "threshold": threshold,
+        "z": round(float(found.z), 2),
+        "key_id": found.key_id,
+        "content_id": None if found.content_id is None else f"{found.content_id:012x}",
+        "producer": None,
+        "produce_id_hash": None,
+        "matches_record": None,
+        "reason": found.reason,
+    }
+    if found.payload is not None:
+        provider_hash = found.content_id >> 24
+        out["produce_id_hash"] = f"{found.content_id & 0xFFFFFF:06x}"
+        if provider_hash == w.content_id_for(key.producer, "") >> 24:
+            out["producer"] = key.producer  # named by the key file, matched by its hash
+        if record_ids is not None:
+            out["matches_record"] = found.content_id == w.content_id_for(*record_ids)
+    return out
