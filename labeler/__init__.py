@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # the names for type checkers; at run time each is imported o
         UnsupportedFormatError,
     )
     from .explicit.styles import Placement, RhythmStyle, VisibleStyle
-    from .labeling import has_label, label_bytes, label_content, label_image
+    from .labeling import Labelled, has_label, label_bytes, label_content, label_image, label_with_record
+    from .markkey import MarkKey, WatermarkUnavailableError
     from .policy import LabelPolicy
     from .propagation import NoLabelError, propagate_bytes
     from .signing import PublicKey, SigningKey, TrustStore
@@ -46,6 +47,10 @@ _LAZY = {
     "label_bytes": "labeling",
     "label_content": "labeling",
     "label_image": "labeling",
+    "label_with_record": "labeling",
+    "Labelled": "labeling",
+    "MarkKey": "markkey",
+    "WatermarkUnavailableError": "markkey",
     "label_markdown": "text",
     "LabelerError": "errors",
     "LabelPolicy": "policy",
@@ -81,7 +86,9 @@ __all__ = [
     "LabelPolicy",
     "LabelTooLargeError",
     "LabelerError",
+    "Labelled",
     "MalformedFileError",
+    "MarkKey",
     "NoLabelError",
     "Placement",
     "PublicKey",
@@ -95,6 +102,7 @@ __all__ = [
     "UnsupportedFormatError",
     "Verdict",
     "VisibleStyle",
+    "WatermarkUnavailableError",
     "__version__",
     "add_text_label",
     "has_label",
@@ -102,6 +110,7 @@ __all__ = [
     "label_content",
     "label_image",
     "label_markdown",
+    "label_with_record",
     "mark_text",
     "propagate_bytes",
     "verify",
