@@ -161,8 +161,9 @@ def _luma(rgb: npt.NDArray[Any]) -> F32:
     """BT.601 luma as float32, straight from uint8 (no float copy of the three channels)."""
     if rgb.ndim == 2:
         return rgb.astype(np.float32)
-    y: F32 = rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587)
-    y += rgb[..., 2] * np.float32(0.114)
+    y: F32 = np.multiply(rgb[..., 0], np.float32(0.299), dtype=np.float32)
+    y += np.multiply(rgb[..., 1], np.float32(0.587), dtype=np.float32)
+    y += np.multiply(rgb[..., 2], np.float32(0.114), dtype=np.float32)
     return y
 
 
