@@ -4,6 +4,7 @@ never imports this package."""
 
 from __future__ import annotations
 
+from labeler.watermark.audio import EmbeddedAudio, detect_audio, detect_wav, embed_audio, embed_wav
 from labeler.watermark.image import (
     DEFAULT_THRESHOLD,
     Detection,
@@ -19,10 +20,15 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "Detection",
     "Embedded",
+    "EmbeddedAudio",
     "Payload",
     "WatermarkCapacityError",
     "WatermarkKey",
     "content_id_for",
     "detect",
+    "detect_audio",
+    "detect_wav",
     "embed",
+    "embed_audio",
+    "embed_wav",
 ]
