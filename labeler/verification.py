@@ -179,19 +179,23 @@ def verify(
 
             verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
         verdict = _require_valid_c2pa(verdict, fmt, data)
-    if fmt.kind == "image" and watermark is not False and (watermark or verdict.record is None):
-        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True)
+    markable = fmt.kind == "image" or fmt.name == "wav"
+    if markable and watermark is not False and (watermark or verdict.record is None):
+        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True, fmt.name == "wav")
     return verdict
 
 
-def _look_for_watermark(verdict: Verdict, data: bytes, keys: Sequence[MarkKey], asked: bool) -> Verdict:
+def _look_for_watermark(
+    verdict: Verdict, data: bytes, keys: Sequence[MarkKey], asked: bool, sound: bool = False
+) -> Verdict:
     """The invisible mark's result in the verdict (Measures Art. 6 case 3 when detected)."""
     if not keys and not asked:
         return verdict
     from .explicit.marking import read_mark
 
     record = verdict.record
-    found = read_mark(data, keys, record_ids=(record.ContentProducer, record.ProduceID) if record else None)
+    ids = (record.ContentProducer, record.ProduceID) if record else None
+    found = read_mark(data, keys, record_ids=ids, sound=sound)
     problems = verdict.problems
     if found.get("detected") and record is None:
         who = found.get("producer") or f"key {found.get('key_id')}"

@@ -5,15 +5,21 @@ platform's part. The false-positive run over many signals is benchmarks/bench_wa
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
+import tempfile
 import wave
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from labeler import LabelPolicy, Status, TrustStore, verify
 from labeler.demo.speech import synthesize
+from labeler.formats import find_label
+from labeler.labeling import label_with_record
+from labeler.markkey import MarkKey
 from labeler.watermark import Payload, WatermarkCapacityError, WatermarkKey
 from labeler.watermark.audio import detect_audio, detect_wav, embed_audio, embed_wav
 
@@ -45,9 +51,13 @@ def _music(seconds: float, rate: int = 44100) -> npt.NDArray[np.int16]:
 
 
 def _ffmpeg(data: bytes, *args: str) -> bytes:
-    return subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", "pipe:0", *args], input=data, capture_output=True, check=True
-    ).stdout
+    """ffmpeg on ``data``; output to a real file (a WAV piped out has no sizes in its header)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out")
+        cmd = ["ffmpeg", "-v", "error", "-i", "pipe:0", *[out if a == "pipe:1" else a for a in args]]
+        subprocess.run(cmd, input=data, capture_output=True, check=True)
+        with open(out, "rb") as f:
+            return f.read()
 
 
 def _mp3_128k(wav: bytes) -> bytes:
@@ -119,3 +129,35 @@ def test_too_short_or_silent_audio_is_a_typed_reason_never_a_crash() -> None:
     found = detect_audio(np.zeros(1000, np.int16), 16000, KEY)
     assert not found.detected and found.p_value == 1.0 and found.reason == "too short to detect"
     assert not detect_audio(np.zeros(16000 * 4, np.int16), 16000, KEY).detected
+
+
+# -- wired in: label_with_record writes the mark into WAV samples, verify reads it back ---------
+
+
+@needs_ffmpeg
+def test_a_labelled_wav_keeps_its_mark_after_a_platform_drops_every_tag(
+    policy: LabelPolicy, trust: TrustStore
+) -> None:
+    labelled = label_with_record(_speech(6), policy)
+    assert labelled.watermark is not None and labelled.watermark.status == "marked"
+    record = labelled[1]
+    assert record is not None
+    assert verify(labelled[0], trust).status is Status.VERIFIED  # the record signs the marked samples
+    key = MarkKey.for_policy(policy)
+    assert key is not None
+    own = verify(labelled[0], trust, watermark_keys=[key], watermark=True)
+    assert own.watermark is not None and own.watermark["matches_record"] is True
+    uploaded = _to_16k(_mp3_128k(labelled[0]))  # a platform: MP3, then 16 kHz, no tags kept
+    assert not find_label(uploaded).labelled
+    verdict = verify(uploaded, trust, watermark_keys=[key])
+    assert verdict.status is Status.NO_LABEL and verdict.notice == "suspected"
+    mark = verdict.to_dict()["watermark"]
+    assert mark["detected"] and mark["producer"] == key.producer and mark["p_value"] <= 1e-6
+
+
+def test_short_audio_is_labelled_without_the_mark_and_says_why(policy: LabelPolicy) -> None:
+    labelled = label_with_record(_speech(2), policy)
+    assert labelled.watermark is not None and labelled.watermark.status == "too short"
+    assert labelled.watermark.refused and labelled[1] is not None
+    assert label_with_record(_speech(6), policy, watermark=False).watermark is not None
+    assert label_with_record(_speech(6), policy, watermark=False).watermark.status == "off"  # type: ignore[union-attr]

@@ -30,12 +30,12 @@ if TYPE_CHECKING:
 
     from ..policy import LabelPolicy
 
-__all__ = ["MarkOutcome", "label_picture", "read_mark", "wing"]
+__all__ = ["MarkOutcome", "label_picture", "mark_sound", "read_mark", "wing"]
 
 _EXTRA = "install the 'watermark' extra (pip install 'aigc-labeler[watermark]')"
 _NO_KEY = "the policy has no watermark key: set key_file (the key is derived from it) or watermark_key_file"
 
-MarkStatus = Literal["marked", "off", "unavailable", "too small", "too flat"]
+MarkStatus = Literal["marked", "off", "unavailable", "too small", "too flat", "too short"]
 
 
 @functools.cache
@@ -72,8 +72,8 @@ class MarkOutcome:
 
     @property
     def refused(self) -> bool:
-        """The picture can't hold the mark (too small or too flat): labelled without it."""
-        return self.status in ("too small", "too flat")
+        """The content can't hold the mark (too small, too flat, too short): labelled without it."""
+        return self.status in ("too small", "too flat", "too short")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "detail": self.detail}
@@ -134,32 +134,62 @@ def label_picture(
     return out, outcomes[0]
 
 
+def mark_sound(
+    data: bytes, policy: LabelPolicy, produce_id: str, *, visible: bool, watermark: bool | None
+) -> tuple[bytes, MarkOutcome]:
+    """A 16-bit PCM WAV with the invisible audio mark (if ``watermark``, default
+    ``policy.watermark`` where the rhythm label is added), samples changed in place; the
+    rhythm label and the record are added after it. Audio too short or silent is labelled
+    without the mark, and the outcome says so."""
+    want = (policy.watermark and visible) if watermark is None else watermark
+    found = _mark_key(policy, required=watermark is True) if want else OFF
+    if isinstance(found, MarkOutcome):
+        return data, found
+    w, (wkey, key) = wing(), found
+    assert w is not None
+    payload = w.Payload(wkey.key_id, w.content_id_for(key.producer, produce_id))
+    try:
+        marked = w.embed_wav(data, wkey, payload)
+    except w.WatermarkCapacityError as exc:
+        return data, MarkOutcome(exc.reason, str(exc))
+    except (ValueError, EOFError) as exc:  # not 16-bit PCM, or a header wave can't read
+        return data, MarkOutcome("unavailable", f"this WAV can't hold the mark: {exc}")
+    return marked, MarkOutcome("marked", "", payload.key_id, payload.content_id)
+
+
 def read_mark(
     data: bytes,
     keys: Sequence[MarkKey],
     *,
     record_ids: tuple[str, str] | None = None,
     style: VisibleStyle | None = None,
+    sound: bool = False,
 ) -> dict[str, Any]:
-    """Look for the mark of any of ``keys`` in a picture. Never raises on content. The
-    p-value is Bonferroni-corrected for the number of keys tried (docs/watermark.md).
+    """Look for the mark of any of ``keys`` in a picture (``sound``: in a WAV's samples). Never
+    raises on content. The p-value is Bonferroni-corrected for the number of keys tried (docs/watermark.md).
     ``record_ids`` (ContentProducer, ProduceID) of a readable label: is the mark that record's?"""
     w = wing()
     if w is None:
         return {"detected": False, "reason": f"watermark detection unavailable: {_EXTRA}"}
     if not keys:
         return {"detected": False, "reason": "no watermark key given"}
-    try:
-        picture = decode_picture(data, style or VisibleStyle())
-    except LabelerError as exc:
-        return {"detected": False, "reason": f"cannot decode the picture: {exc}"}
+    if sound:
+        detector = w.detect_wav
+        subject: Any = data
+    else:
+        detector = w.detect
+        try:
+            subject = decode_picture(data, style or VisibleStyle())
+        except LabelerError as exc:
+            return {"detected": False, "reason": f"cannot decode the picture: {exc}"}
     threshold = float(w.DEFAULT_THRESHOLD)
     best: tuple[Any, MarkKey] | None = None
     for key in keys:
         try:
-            found = w.detect(picture, _wing_key(key.secret), threshold=threshold / len(keys))
-        except (ValueError, OSError, MemoryError) as exc:  # a mode Pillow can't convert, ...
-            return {"detected": False, "reason": f"cannot read the pixels: {exc}"}
+            found = detector(subject, _wing_key(key.secret), threshold=threshold / len(keys))
+        except (ValueError, OSError, MemoryError, EOFError) as exc:  # a mode Pillow can't convert, ...
+            what = "samples" if sound else "pixels"
+            return {"detected": False, "reason": f"cannot read the {what}: {exc}"}
         if best is None or found.p_value < best[0].p_value:
             best = (found, key)
     assert best is not None

@@ -223,16 +223,27 @@ def _read_wav(data: bytes) -> tuple[npt.NDArray[Any], int, wave._wave_params]:
     return samples, params.framerate, params
 
 
+def _data_chunk(data: bytes) -> tuple[int, int]:
+    """(offset, size) of the RIFF ``data`` chunk's samples."""
+    pos = 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if cid == b"data":
+            return pos + 8, min(size, len(data) - pos - 8)
+        pos += 8 + size + (size & 1)
+    raise ValueError("no data chunk")
+
+
 def embed_wav(data: bytes, key: WatermarkKey, payload: Payload, *, strength: float = 1.0) -> bytes:
-    """A 16-bit PCM WAV file marked (same rate, channels and length; other chunks are not kept:
-    label the marked file afterwards)."""
-    samples, rate, params = _read_wav(data)
+    """A 16-bit PCM WAV file marked: only the samples change, in place (same length); every
+    other chunk (and the header) stays byte for byte."""
+    samples, rate, _ = _read_wav(data)
     marked = embed_audio(samples, rate, key, payload, strength=strength).samples
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setparams(params)
-        w.writeframes(marked.astype("<i2").tobytes())
-    return out.getvalue()
+    offset, size = _data_chunk(data)
+    body = marked.astype("<i2").tobytes()
+    if len(body) > size:
+        raise ValueError("the data chunk is shorter than its samples")
+    return data[:offset] + body + data[offset + len(body) :]
 
 
 def detect_wav(data: bytes, key: WatermarkKey, *, threshold: float = DEFAULT_THRESHOLD) -> Detection:
