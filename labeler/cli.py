@@ -516,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_propagate(sub)
     _add_inspect(sub)
     _add_keygen(sub)
+    _add_check(sub)
     _add_demo(sub)
     _add_proxy(sub)
     return parser
@@ -600,6 +601,43 @@ def _add_verify(sub: Subparsers) -> None:
         "readable label are checked for the mark",
     )
     p.set_defaults(func=cmd_verify)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .platform import check
+
+    trust = _trust(args) if args.trust else None
+    if args.before is not None or args.after is not None:
+        if args.before is None or args.after is None or args.paths:
+            print("labeler check: --before and --after go together, without other files", file=sys.stderr)
+            return 2
+        before, after = check.check_files([args.before, args.after], trust)
+        reports = [before, check.compare(before, after)]
+    else:
+        if not args.paths:
+            print("labeler check: give files, or --before A --after B", file=sys.stderr)
+            return 2
+        reports = check.check_files(args.paths, trust)
+    if args.format == "json":
+        print(json.dumps([r.to_dict() for r in reports], ensure_ascii=False, indent=2))
+    elif args.format == "sarif":
+        print(json.dumps(check.to_sarif(reports, __version__), ensure_ascii=False, indent=2))
+    else:
+        print(check.to_text(reports))
+    return check.exit_code(reports)
+
+
+def _add_check(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "check", help="lint files for CI: marks present, GB 45438 rules broken, marks a step lost (SARIF)"
+    )
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--before", help="the file before a pipeline step (with --after): what did it lose?")
+    p.add_argument("--after", help="the same file after the step")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
+    p.set_defaults(func=cmd_check)
 
 
 def _add_propagate(sub: Subparsers) -> None:
