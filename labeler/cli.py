@@ -517,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_keygen(sub)
     _add_check(sub)
+    _add_audit(sub)
     _add_demo(sub)
     _add_proxy(sub)
     return parser
@@ -638,6 +639,39 @@ def _add_check(sub: Subparsers) -> None:
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
     p.set_defaults(func=cmd_check)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .platform.audit import read_audit
+
+    count = 0
+    for entry in read_audit(
+        args.log, since=args.since, until=args.until, notice=args.notice, status=args.status, route=args.route
+    ):
+        count += 1
+        if args.json:
+            print(json.dumps(entry, ensure_ascii=False))
+        else:
+            digest, name = str(entry.get("digest", ""))[:16], entry.get("filename") or ""
+            print(
+                f"{entry.get('time', '')}  {entry.get('route', '')}  {entry.get('status', ''):<12} "
+                f"{entry.get('notice', ''):<10} {digest}  {name}"
+            )
+    if not args.json:
+        print(f"{count} entries")
+    return 0
+
+
+def _add_audit(sub: Subparsers) -> None:
+    p = sub.add_parser("audit", help="read the upload gate's audit log (Measures Art. 9), filtered")
+    p.add_argument("log", help="the log file (its rotations LOG.1 ... are read too, oldest first)")
+    p.add_argument("--since", help="ISO 8601 UTC time (or a prefix: 2026-11)")
+    p.add_argument("--until", help="ISO 8601 UTC time (or a prefix)")
+    p.add_argument("--notice", choices=("confirmed", "possible", "suspected", "none"))
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--route")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_audit)
 
 
 def _add_propagate(sub: Subparsers) -> None:
