@@ -518,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keygen(sub)
     _add_check(sub)
     _add_audit(sub)
+    _add_serve(sub)
     _add_demo(sub)
     _add_proxy(sub)
     return parser
@@ -660,6 +661,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{count} entries")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .platform.serve import create_app
+    from .policy import LabelPolicy
+
+    trust = _trust(args) if args.trust else None
+    propagator = LabelPolicy.load(args.config) if args.config or os.environ.get("LABELER_CONFIG") else None
+    app = create_app(trust=trust, propagator=propagator, max_body=args.max_body)
+    roles = "verify" + (f" + propagate as {propagator.provider_code}" if propagator else "")
+    return _serve(app, args.host, args.port, f"labeler serve: http://{args.host}:{args.port} ({roles})")
+
+
+def _add_serve(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "serve", help="verification service: POST /v1/verify, /v1/propagate, and a drop-a-file page"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
+    p.add_argument("--max-body", type=int, default=64 << 20, help="bytes per upload (default 64 MiB)")
+    p.set_defaults(func=cmd_serve)
 
 
 def _add_audit(sub: Subparsers) -> None:

@@ -20,6 +20,15 @@ pytestmark = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
+def d_fonts_loaded(driver: object) -> int:
+    """How many faces of the bundled CJK font the page loaded."""
+    script = (
+        "return [...document.fonts]"
+        ".filter(f => f.family.includes('LabelerCJK') && f.status === 'loaded').length"
+    )
+    return int(driver.execute_script(script))  # type: ignore[attr-defined]
+
+
 def test_chat_page_streams_answers_and_shows_the_persistent_label(policy: LabelPolicy) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -49,6 +58,9 @@ def test_chat_page_streams_answers_and_shows_the_persistent_label(policy: LabelP
             banner = driver.find_element(By.ID, "ai-label")
             assert banner.is_displayed()
             assert "AI生成" in banner.text and "Beijing-YunQue-20230821" in banner.text
+            # the label's Chinese is drawn with the bundled font where no CJK font is installed
+            wait.until(lambda d: d.execute_script("return document.fonts.status") == "loaded")
+            assert d_fonts_loaded(driver) >= 1
 
             driver.find_element(By.ID, "prompt").send_keys("你好，请介绍一下你自己")
             driver.find_element(By.ID, "send").click()

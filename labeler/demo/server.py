@@ -447,9 +447,15 @@ class DemoModel:
     async def page(self, request: Request) -> Response:
         return HTMLResponse((resources.files("labeler.demo") / "chat.html").read_text("utf-8"))
 
+    async def font(self, request: Request) -> Response:
+        """The bundled CJK subset, so the label renders where no CJK font is installed."""
+        data = (resources.files("labeler.fonts") / "NotoSansCJKsc-Bold-labeler-subset.otf").read_bytes()
+        return Response(data, media_type="font/otf", headers={"cache-control": "max-age=86400"})
+
     def routes(self) -> list[Route]:
         return [
             Route("/", self.page),
+            Route("/font.otf", self.font),
             Route("/v1/models", self.models),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/responses", self.responses, methods=["POST"]),
