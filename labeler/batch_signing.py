@@ -32,6 +32,7 @@ class BatchSigner:
         self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pending] = (
             weakref.WeakKeyDictionary()
         )
+        self._tasks: set[asyncio.Task[None]] = set()  # remote batches in flight (kept referenced)
         #: batches signed and payloads in them, for the curious and for tests
         self.batches = 0
         self.signed = 0
@@ -54,14 +55,35 @@ class BatchSigner:
         batch = [(payload, future) for payload, future in self._pending.pop(loop, []) if not future.done()]
         if not batch:
             return  # every waiter went away (cancelled requests)
+        if getattr(self.key, "remote", False):  # a KMS round trip must not hold up the loop: a thread
+            task = loop.create_task(self._flush_remote(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         try:
             tokens = sign_payloads([payload for payload, _ in batch], self.key)
         except Exception as exc:  # a key plug-in failed: every waiter learns it
-            logger.warning("batch signing failed: %s", type(exc).__name__)
-            for _, future in batch:
-                future.set_exception(exc)
+            self._fail(batch, exc)
             return
+        self._settle(batch, tokens)
+
+    async def _flush_remote(self, batch: list[tuple[bytes, asyncio.Future[str]]]) -> None:
+        try:
+            tokens = await asyncio.to_thread(sign_payloads, [payload for payload, _ in batch], self.key)
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        self._settle(batch, tokens)
+
+    def _fail(self, batch: list[tuple[bytes, asyncio.Future[str]]], exc: Exception) -> None:
+        logger.warning("batch signing failed: %s", type(exc).__name__)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
+
+    def _settle(self, batch: list[tuple[bytes, asyncio.Future[str]]], tokens: list[str]) -> None:
         self.batches += 1
         self.signed += len(batch)
         for (_, future), token in zip(batch, tokens, strict=True):
-            future.set_result(token)
+            if not future.done():
+                future.set_result(token)

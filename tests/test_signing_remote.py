@@ -124,3 +124,42 @@ def test_the_example_client_labels_through_the_service(
 
     with urllib.request.urlopen(url.replace("/sign", "/public-key")) as answer:
         assert PublicKey.from_pem(answer.read()) == held.public_key
+
+
+def test_batch_signing_with_a_remote_key_never_blocks_the_event_loop() -> None:
+    """A KMS that takes 300 ms per signature: the middleware's batch signer signs in a thread,
+    so the loop keeps serving (a ticker keeps ticking) while the round trip is under way."""
+    import time
+
+    held = SigningKey.generate()
+
+    class SlowKms:
+        public_key = held.public_key
+
+        def sign(self, data: bytes) -> bytes:
+            time.sleep(0.3)  # a round trip to the KMS, synchronous as most SDKs are
+            return held.sign(data)
+
+    key = SigningKey.from_signer(SlowKms())
+    batcher = BatchSigner(key)
+
+    async def main() -> tuple[list[str], int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        tick = asyncio.create_task(ticker())
+        payloads = [
+            encode_payload(dataclasses.replace(PROV, produce_id=f"r{i}"), key.public_key) for i in range(4)
+        ]
+        tokens = await asyncio.gather(*(batcher.sign(p) for p in payloads))
+        tick.cancel()
+        return list(tokens), ticks
+
+    tokens, ticks = asyncio.run(main())
+    assert batcher.batches == 1 and all(parse_token(t).signature_valid() for t in tokens)
+    assert ticks >= 10  # the loop ran on during the 300 ms signature (blocked, it would be 0-1)
