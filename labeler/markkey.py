@@ -21,12 +21,12 @@ import hashlib
 import hmac
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, LabelerError
+from .keyfiles import read_secret_file
 
 if TYPE_CHECKING:
     from .policy import LabelPolicy
@@ -88,15 +88,5 @@ class MarkKey:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> MarkKey:
         """Read a key file, refusing one other users can read (as for signing keys)."""
-        path = Path(path)
-        try:
-            mode = path.stat().st_mode
-            if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise ConfigError(
-                    f"watermark key file {path} is accessible to other users "
-                    f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
-                )
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read watermark key file {path}: {exc.strerror}") from None
-        return cls.from_json(text, f"watermark key file {path}")
+        text = read_secret_file(path, "watermark key file", ConfigError).decode("utf-8", "replace")
+        return cls.from_json(text, f"watermark key file {Path(path)}")

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from . import sm2, trust
 from .errors import SigningKeyError
+from .keyfiles import read_secret_file
 
 __all__ = [
     "ALGORITHMS",
@@ -315,17 +316,7 @@ class SigningKey:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], password: bytes | None = None) -> SigningKey:
         """Load a PEM key, refusing files that other users can read (``chmod 600`` them)."""
-        path = Path(path)
-        try:
-            mode = path.stat().st_mode
-            if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise SigningKeyError(
-                    f"private key file {path} is accessible to other users "
-                    f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
-                )
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise SigningKeyError(f"cannot read private key file {path}: {exc.strerror}") from None
+        pem = read_secret_file(path, "private key file", SigningKeyError)
         return cls.from_pem(pem, password)
 
     def private_pem(self) -> bytes:

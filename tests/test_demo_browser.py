@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, DRIVER, chrome
 from servers import serve
 
 from labeler import LabelPolicy
 from labeler.demo.server import labeled_app
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.interop,
@@ -30,27 +29,11 @@ def d_fonts_loaded(driver: object) -> int:
 
 
 def test_chat_page_streams_answers_and_shows_the_persistent_label(policy: LabelPolicy) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=900,900",
-    ):
-        options.add_argument(flag)
     with serve(labeled_app(policy, token_delay=0.02)) as url:
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+        driver = chrome("900,900")
         try:
             wait = WebDriverWait(driver, 20)
             driver.get(url + "/")

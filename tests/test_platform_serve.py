@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
+from browser import CHROMIUM, DRIVER, chrome
 from conftest import make_image
 from servers import serve
 
@@ -17,7 +17,6 @@ from labeler import LabelPolicy, SigningKey, Status, TrustStore, label_content, 
 from labeler.platform.serve import create_app
 
 PLATFORM_CODE = "001191440300708461136T20000"
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
@@ -79,29 +78,13 @@ async def test_propagate_returns_the_file_with_the_platform_record(
 def test_a_person_drops_files_and_sees_the_notice_in_chinese(
     policy: LabelPolicy, trust: TrustStore, tmp_path: Path
 ) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     (tmp_path / "ai.jpg").write_bytes(label_content(_jpeg(), policy))
     (tmp_path / "photo.jpg").write_bytes(_jpeg(2))
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,1000",
-    ):
-        options.add_argument(flag)
     with serve(create_app(trust=trust)) as url:
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+        driver = chrome("1000,1000")
         try:
             wait = WebDriverWait(driver, 20)
             driver.get(url + "/")
