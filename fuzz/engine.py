@@ -104,7 +104,10 @@ def fuzz(target: Target, examples: int, max_seconds: float | None = None, base_s
             CRASHES.mkdir(exist_ok=True)
             for where, crash in failures.items():
                 digest = hashlib.sha256(crash).hexdigest()[:12]
-                path = CRASHES / f"{target.name.replace(':', '-').replace(' ', '')}-{digest}.bin"
+                safe = "".join(
+                    c if c.isalnum() or c in "-_." else "-" for c in target.name
+                )  # "a/b" is no path
+                path = CRASHES / f"{safe}-{digest}.bin"
                 path.write_bytes(crash)
                 result.failures.append(f"{where} (input: {path.relative_to(CRASHES.parent.parent)})")
     result.seconds = time.perf_counter() - start

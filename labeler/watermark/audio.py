@@ -214,11 +214,15 @@ def _read_payload(white: npt.NDArray[np.complex128], pats: _Patterns, start: int
 
 
 def _read_wav(data: bytes) -> tuple[npt.NDArray[Any], int, wave._wave_params]:
-    with wave.open(io.BytesIO(data)) as w:
-        params = w.getparams()
-        if params.sampwidth != 2:
-            raise ValueError("only 16-bit PCM WAV is watermarked")
-        raw = w.readframes(params.nframes)
+    """The samples of a 16-bit PCM WAV; anything else (or a broken header) is a ValueError."""
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            params = w.getparams()
+            if params.sampwidth != 2 or params.framerate <= 0 or params.nchannels <= 0:
+                raise ValueError("only 16-bit PCM WAV with a sample rate and channels is watermarked")
+            raw = w.readframes(params.nframes)
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"not a WAV the watermark reads: {exc}") from None
     samples = np.frombuffer(raw, dtype="<i2").reshape(-1, params.nchannels)
     return samples, params.framerate, params
 
