@@ -19,9 +19,10 @@ apt_install() {
 # - libexempi8: Adobe's XMP toolkit (exempi), read through python-xmp-toolkit as the TC260
 #   guides' reference code does;
 # - poppler-utils: pdftoppm renders labelled PDF pages;
+# - openssl: the command is the outside judge of our SM2 signatures (minimal images lack it);
 # - ffmpeg: video/compressed-audio explicit labels, and ffprobe, an outside reader of AV tags;
 # - chromium + chromium-driver: the browser tests.
-packages=(libimage-exiftool-perl libarchive-zip-perl libunicode-linebreak-perl libexempi8 poppler-utils)
+packages=(libimage-exiftool-perl libarchive-zip-perl libunicode-linebreak-perl libexempi8 poppler-utils openssl)
 [ "${LABELER_SKIP_FFMPEG:-0}" = 1 ] || packages+=(ffmpeg)
 [ "${LABELER_SKIP_BROWSER:-0}" = 1 ] || packages+=(chromium chromium-driver)
 missing=()
