@@ -1,0 +1,376 @@
+"""``LabelingGuardrail``: GB 45438-2025 labels on what a LiteLLM proxy sends, set up in its config:
+
+    guardrails:
+      - guardrail_name: aigc-label
+        litellm_params:
+          guardrail: labeler.integrations.litellm.LabelingGuardrail
+          mode: post_call
+          default_on: true
+          labeler_config: /etc/labeler/labeler.toml   # else $LABELER_CONFIG and LABELER_* variables
+
+What it labels, with the same adapters and records as :class:`labeler.middleware.LabelingMiddleware`:
+
+* Chat Completions, Responses and Anthropic Messages answers: the visible label in the text;
+  the signed GB record of the text a client shows (``media_format`` ``text``) in the ``AIGC``
+  response header, beside ``AI-Generated``, ``AIGC-Label`` and ``AIGC-Filing-Number``.
+  LiteLLM serialises the body after its hooks run, so the record signs the text, not the body
+  bytes; :func:`verify_completion` checks it.
+* Streams of those three APIs, event by event as LiteLLM relays them (nothing is held back): the
+  label goes out as its own chunk/event, the upstream's chunks pass as they are, and the signed
+  record of the streamed text ends the stream as an SSE comment (``: AIGC {...}``), which every
+  SSE client (the openai and anthropic SDKs included) ignores: the format
+  :func:`labeler.verification.verify_stream` checks, as for the middleware.
+* Image generations with ``b64_json``: visible + implicit label + signature in each image
+  (``labeler verify`` confirms); ``url`` images can't be labelled here and are counted.
+
+LiteLLM is imported only by this module (``pip install 'aigc-labeler[litellm]'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from litellm.integrations.custom_guardrail import CustomGuardrail
+
+from ..adapters import STREAM_ADAPTERS, anthropic, images, openai_chat, openai_responses
+from ..adapters.base import Labels, StreamAdapter
+from ..middleware import COMMENT_PREFIX, LabelingMiddleware
+from ..policy import LabelPolicy
+from ..sse import Event, SSEParser, format_comment
+from ..text import Position
+from ..verification import Verdict, verify_stream
+
+if TYPE_CHECKING:
+    from ..signing import TrustStore
+
+__all__ = ["LabelingGuardrail", "response_text", "verify_completion"]
+
+logger = logging.getLogger("labeler.integrations.litellm")
+
+_TEXT_JSON_ADAPTERS = (openai_chat.label_json, openai_responses.label_json, anthropic.label_json)
+#: request-data key: what the success hook labelled, for the response-headers hook
+_STATE_KEY = "_aigc_labeler"
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never called
+    raise RuntimeError("the guardrail's middleware is a record maker, not an app")
+
+
+class LabelingGuardrail(CustomGuardrail):
+    """A LiteLLM guardrail (``mode: post_call``) that labels responses and streams.
+
+    ``labeler_config``: the labeler TOML (default ``$LABELER_CONFIG``, overlaid with ``LABELER_*``
+    variables, as :meth:`LabelPolicy.load`); or ``policy`` from Python. ``text_position``,
+    ``visible_images``: as the middleware's. ``fail_mode``: ``closed`` (default) refuses what
+    can't be labelled (an error response, a stream ended with an error); ``open`` passes it on
+    unlabelled, logged. Every other keyword goes to LiteLLM's ``CustomGuardrail``."""
+
+    def __init__(
+        self,
+        labeler_config: str | None = None,
+        *,
+        policy: LabelPolicy | None = None,
+        text_position: Position = "start",
+        visible_images: bool = True,
+        fail_mode: Literal["closed", "open"] = "closed",
+        **kwargs: Any,
+    ) -> None:
+        if fail_mode not in ("closed", "open"):
+            raise ValueError("fail_mode must be 'closed' or 'open'")
+        if kwargs.get("default_on") is None:
+            kwargs["default_on"] = True  # labelling is an obligation, not an opt-in per request
+        kwargs.setdefault("event_hook", "post_call")
+        super().__init__(**kwargs)
+        policy = policy if policy is not None else LabelPolicy.load(labeler_config)
+        #: the middleware's record maker and headers (its app is never called)
+        self.maker = LabelingMiddleware(
+            _no_app, policy, text_position=text_position, visible_images=visible_images
+        )
+        self.policy = policy
+        self.labels: Labels = self.maker.labels
+        self.fail_mode = fail_mode
+        self.stats = self.maker.stats  #: labeled, passed, fail_open, fail_closed, unlabeled_urls
+
+    # -- whole responses --------------------------------------------------------------------------
+
+    async def async_post_call_success_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    ) -> Any:
+        try:
+            return await self._label_response(data, response)
+        except Exception as exc:
+            if self.fail_mode == "open":
+                self.stats["fail_open"] += 1
+                logger.warning("labeling failed (open mode): %s: %s", type(exc).__name__, exc)
+                return None
+            self.stats["fail_closed"] += 1
+            logger.warning("labeling failed (closed mode): %s: %s", type(exc).__name__, exc)
+            raise RuntimeError(f"the response could not be labelled as AI-generated: {exc}") from exc
+
+    async def _label_response(self, data: dict[str, Any], response: Any) -> Any:
+        obj = _as_dict(response)
+        if obj is None:
+            self.stats["passed"] += 1
+            return None
+        if any(label(obj, self.labels) for label in _TEXT_JSON_ADAPTERS):
+            digest = hashlib.sha256(response_text(obj).encode("utf-8", "surrogatepass")).digest()
+            record = await self.maker.batch_signed_record_json(digest, "text")
+            data[_STATE_KEY] = _Labelled(record, 0)
+        else:
+            recognised, unlabeled = images.label_json(obj, self.policy, self.maker.visible_images)
+            if not recognised:
+                self.stats["passed"] += 1
+                return None
+            self.stats["unlabeled_urls"] += unlabeled
+            data[_STATE_KEY] = _Labelled(None, unlabeled)
+        self.stats["labeled"] += 1
+        if isinstance(response, dict):
+            response.update(obj)
+        else:
+            _write_back(response, obj)
+        return response
+
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict[str, Any],
+        user_api_key_dict: Any,
+        response: object,
+        request_headers: dict[str, str] | None = None,
+        litellm_call_info: dict[str, object] | None = None,
+    ) -> dict[str, str] | None:
+        labelled = data.get(_STATE_KEY)
+        if isinstance(labelled, _Labelled):
+            headers = _str_headers(self.maker.label_headers(labelled.record))
+            if labelled.unlabeled_urls:
+                headers["AIGC-Unlabeled-URLs"] = str(labelled.unlabeled_urls)
+            return headers
+        if response is not None and hasattr(response, "__aiter__"):  # a stream: labelled as it goes
+            headers = _str_headers(self.maker.label_headers(None))
+            if self.maker.add_headers and self.policy.signing_key is not None:
+                headers["AIGC-Provenance"] = "sse-comment"
+            return headers
+        return None
+
+    # -- streams ------------------------------------------------------------------------------------
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        stream = _StreamLabeller(self, request_data)
+        async for item in response:
+            if stream.broken:
+                yield item
+                continue
+            for out in stream.feed(item):
+                yield out
+        for out in stream.finish():
+            yield out
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    record: str | None
+    unlabeled_urls: int
+
+
+@dataclass(frozen=True)
+class _ObjectEvent(Event):
+    """A LiteLLM stream object seen by an adapter as an SSE event: its JSON is the dump;
+    its ``raw`` is a marker that stands for the object (an adapter passing it on returns it)."""
+
+    obj: Any = None
+
+    def json(self) -> Any:
+        return self.obj
+
+
+class _StreamLabeller:
+    """One stream. LiteLLM hands the hook objects (chat chunks, Responses events) or SSE bytes
+    (``/v1/messages``); both go through the middleware's stream adapters. An object an adapter
+    passes on goes on as the object itself; an event it inserts or rewrites goes as SSE bytes,
+    which LiteLLM relays verbatim."""
+
+    def __init__(self, guardrail: LabelingGuardrail, request_data: dict[str, Any]) -> None:
+        self.g = guardrail
+        self.adapter: StreamAdapter | None = None
+        self.parser: SSEParser | None = None  #: for byte streams
+        self.pending: dict[bytes, Any] = {}  #: marker -> the object it stands for
+        self.count = 0
+        self.newline = b"\n"
+        self.finished = False
+        self.broken = False  #: labelling failed, open mode: the rest passes untouched
+        model = request_data.get("model")
+        self.model = model if isinstance(model, str) else None  #: as LiteLLM restamps chunks
+
+    def feed(self, item: Any) -> list[Any]:
+        try:
+            if isinstance(item, bytes | str):
+                return self._feed_bytes(item.encode("utf-8") if isinstance(item, str) else item)
+            obj = _as_dict(item)
+            if obj is None:
+                return [item]
+            return self._feed_object(item, obj)
+        except Exception as exc:
+            return self._failed(exc, [item])
+
+    def _feed_object(self, item: Any, obj: dict[str, Any]) -> list[Any]:
+        self.count += 1
+        marker = b"\x00litellm-object %d" % self.count
+        if self.model is not None and obj.get("object") == "chat.completion.chunk":
+            obj["model"] = self.model
+        event = _ObjectEvent(raw=marker, event=None, data=None, newline=b"\n", obj=obj)
+        self.pending[marker] = item
+        out = self._rewrite(event)
+        return [self.pending.pop(b) if b in self.pending else b for b in out]
+
+    def _feed_bytes(self, data: bytes) -> list[Any]:
+        if self.parser is None:
+            self.parser = SSEParser()
+        out: list[bytes] = []
+        for event in self.parser.feed(data):
+            self.newline = event.newline
+            if event.data is None and event.event is None:
+                out.append(event.raw)
+            elif event.data == "[DONE]":
+                out += [*self._finish(), event.raw]
+            else:
+                out += self._rewrite(event)
+        joined = b"".join(out)
+        return [joined] if joined else []
+
+    def _rewrite(self, event: Event) -> list[bytes]:
+        if self.adapter is not None:
+            result = self.adapter.on_event(event)
+            return [event.raw] if result is None else result
+        for adapter_type in STREAM_ADAPTERS:
+            candidate = adapter_type(self.g.labels)
+            try:
+                result = candidate.on_event(event)
+            except Exception:  # not this API's event after all
+                continue
+            if result is not None:
+                self.adapter = candidate
+                self.g.stats["labeled"] += 1
+                return result
+        return [event.raw]
+
+    def _finish(self) -> list[bytes]:
+        if self.finished or self.adapter is None:
+            return []
+        self.finished = True
+        out = self.adapter.finish()
+        if self.g.policy.signing_key is not None:
+            record = self.g.maker.record_json(self.adapter.digest.digest(), "text")
+            out.append(format_comment(COMMENT_PREFIX + record, self.newline))
+        return out
+
+    def finish(self) -> list[Any]:
+        if self.broken:
+            return []
+        try:
+            tail = self.parser.flush() if self.parser is not None else b""
+            out = [*self._finish(), tail] if tail else self._finish()
+            return [b"".join(out)] if out and self.parser is not None else [*out]
+        except Exception as exc:
+            return self._failed(exc, [])
+
+    def _failed(self, exc: Exception, item: list[Any]) -> list[Any]:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.g.fail_mode == "open":
+            self.g.stats["fail_open"] += 1
+            logger.warning("stream labelling failed (open mode): %s", reason)
+            self.broken = True
+            return [i for i in item if not isinstance(i, bytes) or i not in self.pending]
+        self.g.stats["fail_closed"] += 1
+        logger.warning("stream labelling failed (closed mode): %s", reason)
+        raise RuntimeError(f"the stream could not be labelled as AI-generated: {reason}") from exc
+
+
+def _as_dict(response: Any) -> dict[str, Any] | None:
+    if isinstance(response, dict):
+        return dict(response)
+    dump = getattr(response, "model_dump", None)
+    if not callable(dump):
+        return None
+    obj = dump(mode="json", exclude_none=True)
+    return obj if isinstance(obj, dict) else None
+
+
+def _write_back(target: Any, new: Any) -> None:
+    """Put the labelled strings of ``new`` (a labelled dump of ``target``) into ``target``."""
+    items = new.items() if isinstance(new, dict) else enumerate(new)
+    for key, value in items:
+        if isinstance(target, Mapping | list):
+            try:
+                current = target[key]
+            except (KeyError, IndexError, TypeError):
+                continue
+        else:
+            current = getattr(target, str(key), None)
+        if isinstance(value, str):
+            if isinstance(current, str) and current != value:
+                if isinstance(target, dict | list):
+                    target[key] = value
+                else:
+                    setattr(target, str(key), value)
+        elif isinstance(value, dict | list) and current is not None:
+            _write_back(current, value)
+
+
+def _str_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+
+
+def response_text(obj: Mapping[str, Any]) -> str:
+    """The text a client shows from a Chat Completions, Responses or Anthropic Messages body
+    (every text part, in order): what the guardrail's ``AIGC`` header signs."""
+    parts: list[str] = []
+    if obj.get("object") in ("chat.completion", "text_completion"):
+        for choice in obj.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            if isinstance(choice.get("text"), str):
+                parts.append(choice["text"])
+            message = choice.get("message")
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts += [
+                    p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+                ]
+    elif obj.get("object") == "response":
+        for item in obj.get("output") or []:
+            if isinstance(item, dict) and item.get("type") == "message":
+                parts += [
+                    p["text"]
+                    for p in item.get("content") or []
+                    if isinstance(p, dict)
+                    and p.get("type") == "output_text"
+                    and isinstance(p.get("text"), str)
+                ]
+    elif obj.get("type") == "message":
+        parts += [
+            b["text"]
+            for b in obj.get("content") or []
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        ]
+    return "".join(parts)
+
+
+def verify_completion(
+    headers: Mapping[str, str] | Any, body: bytes | str | Mapping[str, Any], trust: TrustStore | None = None
+) -> Verdict:
+    """Verdict on a non-streamed answer labelled by the guardrail: its ``AIGC`` header against
+    the text the body shows (:func:`response_text`). Streams: :func:`labeler.verify_stream`."""
+    obj = json.loads(body) if isinstance(body, bytes | str) else body
+    multi = getattr(headers, "multi_items", None)
+    items = multi() if callable(multi) else headers.items() if isinstance(headers, Mapping) else headers
+    records = [str(v) for k, v in items if str(k).lower() == "aigc"]
+    comments = b"".join(format_comment(COMMENT_PREFIX + r) for r in records)
+    return verify_stream(response_text(obj), comments, trust=trust)
