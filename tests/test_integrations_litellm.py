@@ -84,6 +84,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             "UPSTREAM_API_BASE": upstream + "/v1",
             "LITELLM_MASTER_KEY": master_key,
             "LITELLM_LOG": "ERROR",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the price list at start-up
         }
         litellm_cli = Path(sys.executable).with_name("litellm")
         log = (work / "proxy.log").open("wb")

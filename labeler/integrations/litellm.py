@@ -28,6 +28,7 @@ LiteLLM is imported only by this module (``pip install 'aigc-labeler[litellm]'``
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from litellm.integrations.custom_guardrail import CustomGuardrail
+from litellm.types.guardrails import GuardrailEventHooks
 
 from ..adapters import STREAM_ADAPTERS, anthropic, images, openai_chat, openai_responses
 from ..adapters.base import Labels, StreamAdapter
@@ -122,7 +124,10 @@ class LabelingGuardrail(CustomGuardrail):
             record = await self.maker.batch_signed_record_json(digest, "text")
             data[_STATE_KEY] = _Labelled(record, 0)
         else:
-            recognised, unlabeled = images.label_json(obj, self.policy, self.maker.visible_images)
+            # images are decoded, labelled and re-encoded: CPU work, off the event loop (as the middleware)
+            recognised, unlabeled = await asyncio.to_thread(
+                images.label_json, obj, self.policy, self.maker.visible_images
+            )
             if not recognised:
                 self.stats["passed"] += 1
                 return None
@@ -149,7 +154,11 @@ class LabelingGuardrail(CustomGuardrail):
             if labelled.unlabeled_urls:
                 headers["AIGC-Unlabeled-URLs"] = str(labelled.unlabeled_urls)
             return headers
-        if response is not None and hasattr(response, "__aiter__"):  # a stream: labelled as it goes
+        if (
+            response is not None
+            and hasattr(response, "__aiter__")  # a stream: labelled as it goes
+            and self.should_run_guardrail(data=data, event_type=GuardrailEventHooks.post_call) is True
+        ):
             headers = _str_headers(self.maker.label_headers(None))
             if self.maker.add_headers and self.policy.signing_key is not None:
                 headers["AIGC-Provenance"] = "sse-comment"
@@ -367,7 +376,7 @@ def verify_completion(
     headers: Mapping[str, str] | Any, body: bytes | str | Mapping[str, Any], trust: TrustStore | None = None
 ) -> Verdict:
     """Verdict on a non-streamed answer labelled by the guardrail: its ``AIGC`` header against
-    the text the body shows (:func:`response_text`). Streams: :func:`labeler.verify_stream`."""
+    the text the body shows (:func:`response_text`). Streams: :func:`labeler.verification.verify_stream`."""
     obj = json.loads(body) if isinstance(body, bytes | str) else body
     multi = getattr(headers, "multi_items", None)
     items = multi() if callable(multi) else headers.items() if isinstance(headers, Mapping) else headers
