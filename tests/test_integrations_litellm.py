@@ -321,3 +321,32 @@ async def test_failure_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     assert opened.stats["fail_open"] == 1
     with pytest.raises(ValueError, match="fail_mode"):
         LabelingGuardrail(policy=policy, fail_mode="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_closed_stream_failure_ends_with_the_record_of_what_was_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the middleware: what was labelled gets its record, then the stream stops (LiteLLM
+    turns the exception into its error event); the chunk that could not be labelled is not sent."""
+    from labeler.adapters.openai_chat import ChatStream
+
+    policy = LabelPolicy(provider_name="ExampleAI", signing_key=SigningKey.generate())
+    guard = LabelingGuardrail(policy=policy)
+    on_event = ChatStream.on_event
+
+    def failing(self: ChatStream, event: Any) -> Any:
+        if "boom" in json.dumps(event.json()):
+            raise ValueError("cannot label this chunk")
+        return on_event(self, event)
+
+    monkeypatch.setattr(ChatStream, "on_event", failing)
+    out: list[Any] = []
+    with pytest.raises(RuntimeError, match="cannot label this chunk"):
+        chunks = _chunks(["a", "boom", "b"])
+        async for item in guard.async_post_call_streaming_iterator_hook(None, chunks, {}):
+            out.append(item)
+    texts = [c.choices[0].delta.content for c in out if not isinstance(c, bytes)]
+    assert "boom" not in texts and "b" not in texts
+    assert out[-1].startswith(b": AIGC ")
+    assert guard.stats["fail_closed"] == 1

@@ -177,8 +177,12 @@ class LabelingGuardrail(CustomGuardrail):
                 continue
             for out in stream.feed(item):
                 yield out
+            if stream.error is not None:
+                raise stream.error  # LiteLLM ends the stream with its error event
         for out in stream.finish():
             yield out
+        if stream.error is not None:
+            raise stream.error
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,7 @@ class _StreamLabeller:
         self.newline = b"\n"
         self.finished = False
         self.broken = False  #: labelling failed, open mode: the rest passes untouched
+        self.error: Exception | None = None  #: labelling failed, closed mode: raised after what is due
         model = request_data.get("model")
         self.model = model if isinstance(model, str) else None  #: as LiteLLM restamps chunks
 
@@ -289,15 +294,22 @@ class _StreamLabeller:
             return self._failed(exc, [])
 
     def _failed(self, exc: Exception, item: list[Any]) -> list[Any]:
+        """Open: the item as it came, and the rest of the stream untouched. Closed (as the
+        middleware): what was labelled gets its end label and record, then the stream stops."""
         reason = f"{type(exc).__name__}: {exc}"
+        logger.warning("stream labelling failed (%s mode): %s", self.g.fail_mode, reason)
         if self.g.fail_mode == "open":
             self.g.stats["fail_open"] += 1
-            logger.warning("stream labelling failed (open mode): %s", reason)
             self.broken = True
             return [i for i in item if not isinstance(i, bytes) or i not in self.pending]
         self.g.stats["fail_closed"] += 1
-        logger.warning("stream labelling failed (closed mode): %s", reason)
-        raise RuntimeError(f"the stream could not be labelled as AI-generated: {reason}") from exc
+        self.error = RuntimeError(f"the stream could not be labelled as AI-generated: {reason}")
+        out: list[bytes] = []
+        try:
+            out = self._finish()
+        except Exception as second:  # the end label or the signature failed too
+            logger.warning("no record for the stream: %s", second)
+        return [b"".join(out)] if out else []
 
 
 def _as_dict(response: Any) -> dict[str, Any] | None:
