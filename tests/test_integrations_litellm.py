@@ -218,6 +218,13 @@ def test_anthropic_messages(proxy: Proxy) -> None:
     verdict = verify_stream(raw, trust=proxy.trust)
     assert verdict.status is Status.VERIFIED, verdict.problems
 
+    import anthropic  # the SDK skips the record comment; the label is the first text it shows
+
+    client = anthropic.Anthropic(api_key=proxy.master_key, base_url=proxy.url, max_retries=0)
+    with client.messages.stream(**body) as events:
+        texts = list(events.text_stream)
+    assert texts[0] == LABEL and "".join(texts[1:]) == ANSWER
+
 
 @pytest.mark.slow
 def test_image_generation_labelled_in_the_image(proxy: Proxy, capsys: pytest.CaptureFixture[str]) -> None:
