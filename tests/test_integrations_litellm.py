@@ -357,3 +357,30 @@ async def test_closed_stream_failure_ends_with_the_record_of_what_was_sent(
     assert "boom" not in texts and "b" not in texts
     assert out[-1].startswith(b": AIGC ")
     assert guard.stats["fail_closed"] == 1
+
+
+def test_built_by_litellm_from_its_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's own loader builds the guardrail from a config entry: ``labeler_config`` and the
+    labeler options come through ``litellm_params`` (with every LiteLLM default beside them)."""
+    import litellm
+    from litellm.proxy.guardrails.guardrail_registry import InMemoryGuardrailHandler
+    from litellm.types.guardrails import LitellmParams
+
+    (tmp_path / "labeler.toml").write_text('[labeler]\nprovider_name = "ConfiguredAI"\n')
+    monkeypatch.setattr(litellm, "callbacks", [])
+    params = LitellmParams(
+        guardrail="labeler.integrations.litellm.LabelingGuardrail",
+        mode="post_call",
+        default_on=True,
+        labeler_config=str(tmp_path / "labeler.toml"),  # type: ignore[call-arg]
+        text_position="both",  # type: ignore[call-arg]
+    )
+    guard = InMemoryGuardrailHandler().initialize_custom_guardrail(
+        guardrail={"guardrail_name": "aigc-label", "litellm_params": params},  # type: ignore[typeddict-item]
+        guardrail_type="labeler.integrations.litellm.LabelingGuardrail",
+        litellm_params=params,
+        config_file_path=str(tmp_path / "config.yaml"),
+    )
+    assert isinstance(guard, LabelingGuardrail)
+    assert guard.policy.provider_name == "ConfiguredAI"
+    assert guard.labels.position == "both" and guard.default_on is True
