@@ -384,3 +384,34 @@ def test_built_by_litellm_from_its_config(tmp_path: Path, monkeypatch: pytest.Mo
     assert isinstance(guard, LabelingGuardrail)
     assert guard.policy.provider_name == "ConfiguredAI"
     assert guard.labels.position == "both" and guard.default_on is True
+
+
+def _timed(texts: Iterator[str]) -> list[tuple[float, str]]:
+    started = time.monotonic()
+    return [(time.monotonic() - started, t) for t in texts if t]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["responses", "messages"])
+def test_responses_and_messages_streams_not_held(proxy: Proxy, api: str) -> None:
+    """``/v1/responses`` and ``/v1/messages`` streams too: the label first, then each upstream
+    token as it is made (0.3 s apart), none held back for the next."""
+    import anthropic
+
+    claude = anthropic.Anthropic(api_key=proxy.master_key, base_url=proxy.url, max_retries=0)
+
+    def texts(prompt: str) -> Iterator[str]:
+        if api == "responses":
+            for event in proxy.openai.responses.create(model="chat-model", input=prompt, stream=True):
+                if event.type == "response.output_text.delta":
+                    yield event.delta
+        else:
+            messages = [{"role": "user", "content": prompt}]
+            with claude.messages.stream(model="chat-model", max_tokens=64, messages=messages) as events:  # type: ignore[arg-type]
+                yield from events.text_stream
+
+    list(texts("tokens:1"))  # warm-up
+    seen = _timed(texts("slow tokens:3"))
+    assert [t for _, t in seen] == [LABEL, "Labels", " make", " AI"]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen[1:])]
+    assert all(gap > 0.15 for gap in gaps), gaps
