@@ -55,7 +55,8 @@ __all__ = ["LabelingGuardrail", "response_text", "verify_completion"]
 logger = logging.getLogger("labeler.integrations.litellm")
 
 _TEXT_JSON_ADAPTERS = (openai_chat.label_json, openai_responses.label_json, anthropic.label_json)
-#: request-data key: what the success hook labelled, for the response-headers hook
+#: request-data key: what the success hook labelled, for the response-headers hook (plain JSON
+#: values: LiteLLM may log or copy the request data)
 _STATE_KEY = "_aigc_labeler"
 
 
@@ -122,7 +123,7 @@ class LabelingGuardrail(CustomGuardrail):
         if any(label(obj, self.labels) for label in _TEXT_JSON_ADAPTERS):
             digest = hashlib.sha256(response_text(obj).encode("utf-8", "surrogatepass")).digest()
             record = await self.maker.batch_signed_record_json(digest, "text")
-            data[_STATE_KEY] = _Labelled(record, 0)
+            data[_STATE_KEY] = {"record": record, "unlabeled_urls": 0}
         else:
             # images are decoded, labelled and re-encoded: CPU work, off the event loop (as the middleware)
             recognised, unlabeled = await asyncio.to_thread(
@@ -132,7 +133,7 @@ class LabelingGuardrail(CustomGuardrail):
                 self.stats["passed"] += 1
                 return None
             self.stats["unlabeled_urls"] += unlabeled
-            data[_STATE_KEY] = _Labelled(None, unlabeled)
+            data[_STATE_KEY] = {"record": None, "unlabeled_urls": unlabeled}
         self.stats["labeled"] += 1
         if isinstance(response, dict):
             response.update(obj)
@@ -149,10 +150,10 @@ class LabelingGuardrail(CustomGuardrail):
         litellm_call_info: dict[str, object] | None = None,
     ) -> dict[str, str] | None:
         labelled = data.get(_STATE_KEY)
-        if isinstance(labelled, _Labelled):
-            headers = _str_headers(self.maker.label_headers(labelled.record))
-            if labelled.unlabeled_urls:
-                headers["AIGC-Unlabeled-URLs"] = str(labelled.unlabeled_urls)
+        if isinstance(labelled, dict):
+            headers = _str_headers(self.maker.label_headers(labelled.get("record")))
+            if labelled.get("unlabeled_urls"):
+                headers["AIGC-Unlabeled-URLs"] = str(labelled["unlabeled_urls"])
             return headers
         if (
             response is not None
@@ -183,12 +184,6 @@ class LabelingGuardrail(CustomGuardrail):
             yield out
         if stream.error is not None:
             raise stream.error
-
-
-@dataclass(frozen=True)
-class _Labelled:
-    record: str | None
-    unlabeled_urls: int
 
 
 @dataclass(frozen=True)
