@@ -29,6 +29,7 @@ LiteLLM is imported only by this module (``pip install 'aigc-labeler[litellm]'``
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -309,7 +310,7 @@ class _StreamLabeller:
 
 def _as_dict(response: Any) -> dict[str, Any] | None:
     if isinstance(response, dict):
-        return dict(response)
+        return copy.deepcopy(response)  # labelled apart: the original stays whole if signing fails
     dump = getattr(response, "model_dump", None)
     if not callable(dump):
         return None
