@@ -40,7 +40,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any, Literal, Unpack
 
 import anyio
@@ -115,8 +115,8 @@ class _Dispatch:
         self.send = send
         self.handle: Send = self._start
 
-    async def __call__(self, message: Message) -> None:
-        await self.handle(message)
+    def __call__(self, message: Message) -> Awaitable[None]:
+        return self.handle(message)  # the handler's own coroutine: no extra frame per message
 
     async def _start(self, message: Message) -> None:
         if message["type"] != "http.response.start":  # nothing else may come first: as it came
@@ -269,8 +269,23 @@ class _StreamResponder(_Responder):
         #: headers may say so); None once the headers are out
         self.held: list[bytes] | None = []
         self.held_size = 0
+        #: the headers are out, nothing to decode, nothing failed: events go straight through
+        self.fast = False
 
     async def on_send(self, message: Message) -> None:
+        if self.fast and message["type"] == "http.response.body" and message.get("more_body", False):
+            stream = self.stream  # the per-event path: feed, send what came out, nothing else
+            try:
+                stream.feed(message.get("body", b""))
+            except Unlabelable as exc:
+                await self._failed(str(exc), True, exc.unsent, None)
+                return
+            out = stream.out
+            if out:
+                stream.out = []
+                body = out[0] if len(out) == 1 else b"".join(out)
+                await self.send({"type": "http.response.body", "body": body, "more_body": True})
+            return
         if message["type"] != "http.response.body":
             if self.state != "discard":
                 if self.held is not None:
@@ -318,6 +333,7 @@ class _StreamResponder(_Responder):
             if more and not release and not self.stream.seen_event and self.held_size <= HOLD_BEFORE_HEADERS:
                 return
             out, self.held = self.held, None
+            self.fast = self.decoder is None and self.state == "labelling" and not self.raw
             headers = self.headers() + self.mw.stream_headers(self.stream.labelled)
             await self.send({**self.start, "headers": headers})
         payload = b"".join(out)
@@ -330,6 +346,7 @@ class _StreamResponder(_Responder):
         Open: the record of what was labelled (the headers announced it), then the rest as it
         came (``unsent``, the parser's pending bytes, the rest of ``pieces``), no end label."""
         mw = self.mw
+        self.fast = False
         closed = mw.fail_mode == "closed"
         logger.warning("stream labelling failed (%s mode): %s", mw.fail_mode, reason)
         mw.stats["event_errors"] += 1
