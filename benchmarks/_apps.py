@@ -196,10 +196,6 @@ def proxy_bare() -> ASGIApp:
 
     from labeler.proxy import ProxyApp
 
-    if os.environ.get("BENCH_GC_FREEZE"):
-        import gc
-
-        gc.freeze()
     return ProxyApp(os.environ["BENCH_UPSTREAM"])
 
 
