@@ -445,7 +445,8 @@ def _serve_policy(args: argparse.Namespace) -> LabelPolicy:
     return demo_policy()
 
 
-def _serve(app: object, host: str, port: int, banner: str) -> int:
+def _serve(app: object, host: str, port: int, banner: str, workers: int = 1) -> int:
+    """Serve ``app`` (with ``workers`` > 1: an import string of an app factory, one per process)."""
     try:
         import uvicorn
     except ImportError:
@@ -461,6 +462,8 @@ def _serve(app: object, host: str, port: int, banner: str) -> int:
         log_level="warning",
         proxy_headers=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        workers=workers if workers > 1 else None,
+        factory=workers > 1,
     )
     return 0
 
@@ -669,9 +672,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     trust = _trust(args) if args.trust else None
     propagator = LabelPolicy.load(args.config) if args.config or os.environ.get("LABELER_CONFIG") else None
-    app = create_app(trust=trust, propagator=propagator, max_body=args.max_body)
     roles = "verify" + (f" + propagate as {propagator.provider_code}" if propagator else "")
-    return _serve(app, args.host, args.port, f"labeler serve: http://{args.host}:{args.port} ({roles})")
+    banner = f"labeler serve: http://{args.host}:{args.port} ({roles}, {args.workers} worker(s))"
+    if args.workers > 1:  # each worker process builds the app from the environment it inherits
+        if args.trust:
+            os.environ["LABELER_TRUST"] = os.pathsep.join(str(Path(p).resolve()) for p in args.trust)
+        if args.config:
+            os.environ["LABELER_CONFIG"] = str(Path(args.config).resolve())
+        os.environ["LABELER_SERVE_MAX_BODY"] = str(args.max_body)
+        return _serve(
+            "labeler.platform.serve:app_from_environment", args.host, args.port, banner, args.workers
+        )
+    app = create_app(trust=trust, propagator=propagator, max_body=args.max_body)
+    return _serve(app, args.host, args.port, banner)
 
 
 def _add_serve(sub: Subparsers) -> None:
@@ -682,6 +695,9 @@ def _add_serve(sub: Subparsers) -> None:
     p.add_argument("--port", type=int, default=8090)
     p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
     p.add_argument("--max-body", type=int, default=64 << 20, help="bytes per upload (default 64 MiB)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes (verifying is CPU-bound: one per core)"
+    )
     p.set_defaults(func=cmd_serve)
 
 

@@ -126,3 +126,44 @@ def test_every_chinese_character_on_the_page_is_in_the_bundled_font() -> None:
         cmap = TTFont(f).getBestCmap()
     missing = {c for c in html if ord(c) > 0x2E80 and ord(c) not in cmap}
     assert not missing, f"would render as boxes without system CJK fonts: {''.join(sorted(missing))}"
+
+
+@pytest.mark.slow
+def test_serve_with_two_worker_processes(policy: LabelPolicy, tmp_path: Path) -> None:
+    """`labeler serve --workers 2`: each worker builds the service from the environment it
+    inherits (trusted keys, upload limit); both answer with the trust the command was given."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    assert policy.signing_key is not None
+    pem = tmp_path / "producer.pem"
+    pem.write_bytes(policy.signing_key.public_key.to_pem())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "labeler.cli", "serve", "--port", str(port), "--workers", "2"]
+    command += ["--trust", str(pem), "--max-body", "1000000"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        labelled = label_content(_jpeg(), policy)
+        with httpx.Client(base_url=base) as client:
+            for _ in range(6):  # connections land on either worker
+                r = client.post("/v1/verify", files={"file": ("ai.jpg", labelled, "image/jpeg")})
+                assert r.json()["files"][0]["status"] == "verified"
+            assert client.post("/v1/verify", content=b"x" * 2_000_000).status_code == 413
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0].decode()
+    assert "2 worker(s)" in out

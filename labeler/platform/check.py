@@ -145,10 +145,14 @@ def _verdict_findings(verdict: Verdict, media_format: str | None) -> list[Findin
     return findings
 
 
-def check_bytes(data: bytes, path: str = "-", trust: TrustStore | None = None) -> CheckReport:
+def check_bytes(
+    data: bytes, path: str = "-", trust: TrustStore | None = None, verdict: Verdict | None = None
+) -> CheckReport:
     """Marks and findings for one file's bytes. Never raises on content: a file that can't be
-    read at all comes back with ``error`` set."""
-    verdict = verify(data, trust)
+    read at all comes back with ``error`` set. ``verdict``: ``verify(data, trust)`` when the
+    caller has it already (the file is not verified twice)."""
+    if verdict is None:
+        verdict = verify(data, trust)
     if verdict.status is Status.UNREADABLE:
         return CheckReport(path, {}, error="; ".join(verdict.problems) or "unreadable")
     try:

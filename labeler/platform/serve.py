@@ -11,6 +11,7 @@ it renders on machines without CJK fonts.
 from __future__ import annotations
 
 import importlib.resources
+import os
 from typing import Any
 
 import anyio.to_thread
@@ -26,14 +27,14 @@ from ..signing import TrustStore
 from ..verification import verify
 from .check import check_bytes
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 _FONT = "NotoSansCJKsc-Bold-labeler-subset.otf"
 
 
 def _verdict(data: bytes, name: str | None, trust: TrustStore | None) -> dict[str, Any]:
     verdict = verify(data, trust)
-    report = check_bytes(data, name or "-", trust)
+    report = check_bytes(data, name or "-", trust, verdict)
     return {
         "filename": name,
         "size": len(data),
@@ -66,6 +67,17 @@ async def _files(request: Request, max_body: int) -> list[tuple[str | None, byte
         if len(body) > max_body:
             raise _HttpError(413, f"upload larger than {max_body} bytes")
     return [(request.query_params.get("filename"), body)] if body else []
+
+
+def app_from_environment() -> Starlette:
+    """The service as each worker of ``labeler serve --workers N`` makes it: trusted keys from
+    ``$LABELER_TRUST`` (paths joined by ``os.pathsep``), the propagator policy from
+    ``$LABELER_CONFIG``, the upload limit from ``$LABELER_SERVE_MAX_BODY``."""
+    paths = os.environ.get("LABELER_TRUST")
+    trust = TrustStore.from_paths(paths.split(os.pathsep)) if paths else None
+    propagator = LabelPolicy.load() if os.environ.get("LABELER_CONFIG") else None
+    max_body = int(os.environ.get("LABELER_SERVE_MAX_BODY", 64 << 20))
+    return create_app(trust=trust, propagator=propagator, max_body=max_body)
 
 
 class _HttpError(Exception):
