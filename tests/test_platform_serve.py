@@ -98,6 +98,18 @@ def test_a_person_drops_files_and_sees_the_notice_in_chinese(
             by_status = {c.get_attribute("data-status"): c for c in cards}
             confirmed = by_status["verified"].find_element(By.CSS_SELECTOR, ".notice")
             assert "AI生成" in confirmed.text and confirmed.is_displayed()
+            # the visible label's position, outlined on the picture where the label was drawn
+            box = by_status["verified"].find_element(By.CSS_SELECTOR, ".label-box")
+            picture = by_status["verified"].find_element(By.CSS_SELECTOR, ".picture img")
+            assert box.get_attribute("data-placement") == "bottom-right" and box.is_displayed()
+            b, p = box.rect, picture.rect
+            assert b["x"] > p["x"] + p["width"] / 2 and b["y"] > p["y"] + p["height"] / 2
+            assert (
+                b["x"] + b["width"] <= p["x"] + p["width"] + 2
+                and b["y"] + b["height"] <= p["y"] + p["height"] + 2
+            )
+            assert by_status["no-label"].find_element(By.CSS_SELECTOR, ".visible").text == "not found"
+            assert not by_status["no-label"].find_elements(By.CSS_SELECTOR, ".label-box")
             assert (
                 by_status["no-label"].find_element(By.CSS_SELECTOR, ".finding").get_attribute("data-rule")
                 == "AIGC001"
@@ -167,3 +179,28 @@ def test_serve_with_two_worker_processes(policy: LabelPolicy, tmp_path: Path) ->
         proc.terminate()
         out = proc.communicate(timeout=20)[0].decode()
     assert "2 worker(s)" in out
+
+
+@pytest.mark.anyio
+async def test_verify_says_where_a_pictures_visible_label_is(policy: LabelPolicy, trust: TrustStore) -> None:
+    from PIL import Image
+
+    labelled = label_content(_jpeg(), policy)
+    stripped = io.BytesIO()
+    Image.open(io.BytesIO(labelled)).save(stripped, "JPEG", quality=90)  # metadata gone, label drawn
+    async with await _client(create_app(trust=trust)) as client:
+        files = [
+            ("file", ("ai.jpg", labelled, "image/jpeg")),
+            ("file", ("s.jpg", stripped.getvalue(), "image/jpeg")),
+        ]
+        ai, lost = (await client.post("/v1/verify?visible=1", files=files)).json()["files"]
+        assert ai["visible_label"]["placement"] == "bottom-right" and ai["visible_label"]["size"] == [
+            320,
+            240,
+        ]
+        x0, y0, x1, y1 = ai["visible_label"]["box"]
+        assert x1 <= 320 and y1 <= 240 and x0 > 160 and y0 > 120
+        assert (lost["status"], lost["notice"], lost["explicit_label"]) == ("no-label", "suspected", True)
+        assert lost["marks"]["explicit_label"] is True
+        quick = (await client.post("/v1/verify", files=files[1:])).json()["files"][0]
+        assert quick["visible_label"] is None and quick["notice"] == "none"  # pixels not decoded

@@ -32,13 +32,25 @@ __all__ = ["app_from_environment", "create_app"]
 _FONT = "NotoSansCJKsc-Bold-labeler-subset.otf"
 
 
-def _verdict(data: bytes, name: str | None, trust: TrustStore | None) -> dict[str, Any]:
-    verdict = verify(data, trust)
+def _verdict(
+    data: bytes, name: str | None, trust: TrustStore | None, visible: bool = False
+) -> dict[str, Any]:
+    """One file's answer. ``visible``: also find a picture's visible label in its pixels (a
+    decode: the page asks for it, pipelines need not) and say where it is."""
+    verdict = verify(data, trust, decode_pictures=visible)
     report = check_bytes(data, name or "-", trust, verdict)
+    where = None
+    if visible and verdict.explicit_label and detect(data).kind == "image":
+        from ..explicit.plate import find_picture_label
+
+        found = find_picture_label(data)
+        if found is not None:
+            where = {"placement": found.placement.value, "box": list(found.box), "size": list(found.size)}
     return {
         "filename": name,
         "size": len(data),
         **verdict.to_dict(),
+        "visible_label": where,
         "marks": report.marks,
         "findings": [{"rule": f.rule, "level": f.level, "message": f.message} for f in report.findings],
     }
@@ -98,7 +110,10 @@ def create_app(
             return JSONResponse({"error": str(exc)}, exc.status)
         if not files:
             return JSONResponse({"error": "no file in the request"}, 400)
-        results = [await anyio.to_thread.run_sync(_verdict, data, name, trust) for name, data in files]
+        visible = request.query_params.get("visible") in ("1", "true")
+        results = [
+            await anyio.to_thread.run_sync(_verdict, data, name, trust, visible) for name, data in files
+        ]
         return JSONResponse({"files": results})
 
     async def propagate_endpoint(request: Request) -> Response:
