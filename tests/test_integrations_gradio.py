@@ -45,6 +45,16 @@ def label_plate(data: bytes, plain: Any) -> bool:
     return corner > 100 and rest < 40
 
 
+#: Gradio 5's Chatbot speaks "tuples" unless told; 6 speaks messages only
+MESSAGES = {"type": "messages"} if int(gr.__version__.split(".")[0]) < 6 else {}
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """A message's text as the Gradio API returns it (5: a string; 6: a list of parts)."""
+    content = message["content"]
+    return content if isinstance(content, str) else "".join(p["text"] for p in content if p["type"] == "text")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,7 +144,7 @@ def blocks_app(policy: LabelPolicy) -> Any:
         return {image: rng.integers(0, 255, (200, 240, 3), dtype=np.uint8)}
 
     with gr.Blocks() as demo:
-        chatbot = gr.Chatbot()
+        chatbot = gr.Chatbot(**MESSAGES)
         box = gr.Textbox()
         echo = gr.Textbox()
         image = gr.Image(format="webp")
@@ -156,12 +166,12 @@ def test_blocks_chatbot_stream_async_fn_and_numpy_picture(
     with Launched(blocks_app) as app:
         client = app.client()
         streamed = list(client.submit("hi", [], api_name="/respond"))
-        texts = [h[-1]["content"][0]["text"] for h in streamed if h and h[-1]["role"] == "assistant"]
+        texts = [text_of(h[-1]) for h in streamed if h and h[-1]["role"] == "assistant"]
         assert texts[-1] == LABEL + "\n\nOne two three."
         assert all(t.startswith(LABEL) and t.count(LABEL) == 1 for t in texts)
         echo, history = client.predict("yo", api_name="/answer")
         assert echo == "yo"  # a Textbox is not an AI output we know of: untouched
-        assert history[0]["content"][0]["text"] == LABEL + "You said yo"
+        assert text_of(history[0]) == LABEL + "You said yo"
         out = client.predict(3, api_name="/picture")
         data = httpx.get(out["url"]).content
         client.close()

@@ -58,6 +58,7 @@ Phase = Literal["whole", "stream", "final"]
 Labeller = Callable[[Any, Phase], Any]
 _MARK = "__aigc_labeler__"  #: set on wrapped functions, so labelling twice wraps once
 _URL_PREFIXES = ("http://", "https://", "data:")
+_HEAD = 128  #: characters of a streamed text in which a start label is looked for
 
 
 def label_app(
@@ -294,7 +295,9 @@ class GradioLabeler:
         if phase == "whole":
             return self.labels.apply(text)
         start = self.labels.start
-        if start and not text.startswith(start) and not find_text_labels(text)[0]:
+        # a label already there (an earlier turn's, the model's own) is kept: judged on the head
+        # only, so that the check costs the same on the 1000th event of a long answer
+        if start and not text.startswith(start) and not find_text_labels(text[:_HEAD])[0]:
             text = start + text
         if phase == "final" and self.labels.end and not text.endswith(self.labels.end):
             text += self.labels.end
