@@ -119,7 +119,7 @@ class GradioLabeler:
         chatbots: set[int] = set()
         for chat in _chat_interfaces(demo):
             if not getattr(chat.fn, _MARK, False):
-                extra = [self._component_labeller(c) for c in chat.additional_outputs]
+                extra = [self._component_labeller(c) for c in getattr(chat, "additional_outputs", None) or ()]
                 chat.fn = self.wrap(chat.fn, self._chat_response_labeller(extra), threads=bool(extra))
             chatbots.add(id(chat.chatbot))  # its answers come from chat.fn, labelled there
         for block_fn in demo.fns.values():
@@ -156,7 +156,7 @@ class GradioLabeler:
 
     def _add_banner(self, demo: Any) -> None:
         with demo:
-            banner = gr.HTML(self.banner_html(), elem_id="aigc-label", padding=False)
+            banner = gr.HTML(self.banner_html(), elem_id="aigc-label")
         demo.children.remove(banner)
         demo.children.insert(0, banner)  # above the chat
         demo.config = demo.get_config_file()
