@@ -197,6 +197,36 @@ def test_end_label_comes_once_after_the_stream(policy: LabelPolicy) -> None:
     assert not any(getattr(b, "elem_id", None) == "aigc-label" for b in demo.blocks.values())
 
 
+def test_gallery_update_and_chat_file_parts(policy: LabelPolicy, trust: TrustStore, tmp_path: Path) -> None:
+    from PIL import Image
+
+    pic = Image.new("RGB", (160, 120), (20, 120, 200))
+    png = tmp_path / "drawn.png"
+    pic.save(png)
+    with gr.Blocks() as demo:
+        gallery = gr.Gallery()
+        image = gr.Image()
+        gr.Button().click(
+            lambda: ([(pic, "a caption"), np.zeros((90, 120, 3), np.uint8)], gr.update(value=pic)),
+            None,
+            [gallery, image],
+        )
+    label_app(demo, policy, banner=False)
+    items, update = next(f.fn for f in demo.fns.values() if f.outputs == [gallery, image])()
+    assert items[0][1] == "a caption" and update["__type__"] == "update"
+    for path in (items[0][0], items[1], update["value"]):
+        assert verify(Path(path).read_bytes(), trust).status is Status.VERIFIED
+
+    def chat(message: str, history: list[Any]) -> list[Any]:
+        return [{"role": "assistant", "content": {"path": str(png)}}, "Here it is."]
+
+    demo = label_app(gr.ChatInterface(chat), policy, banner=False)
+    answer = demo.fn("draw", [])
+    assert verify(Path(answer[0]["content"]["path"]).read_bytes(), trust).status is Status.VERIFIED
+    assert answer[1] == LABEL + "Here it is."
+    assert verify(png.read_bytes()).status is Status.NO_LABEL  # the app's own file is left as it was
+
+
 def test_fail_closed_refuses_what_it_cannot_label(policy: LabelPolicy, tmp_path: Path) -> None:
     bad = tmp_path / "not-a-picture.png"
     bad.write_bytes(b"this is no PNG")
