@@ -197,6 +197,22 @@ def test_end_label_comes_once_after_the_stream(policy: LabelPolicy) -> None:
     assert not any(getattr(b, "elem_id", None) == "aigc-label" for b in demo.blocks.values())
 
 
+def test_stopping_a_stream_closes_the_model_stream(policy: LabelPolicy) -> None:
+    closed = []
+
+    def chat(message: str, history: list[Any]) -> Iterator[str]:
+        try:
+            yield from ("a", "a b", "a b c")
+        finally:
+            closed.append(True)
+
+    demo = label_app(gr.ChatInterface(chat), policy, banner=False)
+    stream = demo.fn("q", [])
+    assert next(stream) == LABEL + "\n\na"
+    stream.close()  # what Gradio does when the user presses stop
+    assert closed == [True]
+
+
 def test_gallery_update_and_chat_file_parts(policy: LabelPolicy, trust: TrustStore, tmp_path: Path) -> None:
     from PIL import Image
 

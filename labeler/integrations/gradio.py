@@ -24,6 +24,7 @@ URLs) are documented in docs/integrations-gradio.md.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import html
@@ -180,9 +181,10 @@ class GradioLabeler:
             @functools.wraps(fn)
             async def agen(*args: Any, **kwargs: Any) -> Any:
                 last, seen = None, False
-                async for item in fn(*args, **kwargs):
-                    last, seen = item, True
-                    yield await run(item, "stream")
+                async with contextlib.aclosing(fn(*args, **kwargs)) as stream:  # a stop closes it at once
+                    async for item in stream:
+                        last, seen = item, True
+                        yield await run(item, "stream")
                 if end and seen:
                     yield await run(last, "final")
 
@@ -192,9 +194,10 @@ class GradioLabeler:
             @functools.wraps(fn)
             def gen(*args: Any, **kwargs: Any) -> Any:
                 last, seen = None, False
-                for item in fn(*args, **kwargs):
-                    last, seen = item, True
-                    yield self._guarded(label, item, "stream")
+                with contextlib.closing(fn(*args, **kwargs)) as stream:
+                    for item in stream:
+                        last, seen = item, True
+                        yield self._guarded(label, item, "stream")
                 if end and seen:
                     yield self._guarded(label, last, "final")
 
@@ -231,7 +234,9 @@ class GradioLabeler:
 
     @staticmethod
     def _is_media(component: Any) -> bool:
-        return isinstance(component, (gr.Image, gr.Gallery, gr.Chatbot))
+        """Outputs labelled in a worker thread from async functions (pictures; chat text is
+        labelled on the loop: a thread hop per streamed event would cost more than the label)."""
+        return isinstance(component, (gr.Image, gr.Gallery))
 
     def _component_labeller(self, component: Any) -> Labeller | None:
         if isinstance(component, gr.Chatbot):
