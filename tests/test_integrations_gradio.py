@@ -29,6 +29,7 @@ from labeler import LabelPolicy, SigningKey, Status, TrustStore, verify  # noqa:
 from labeler.integrations.gradio import label_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
 LABEL = "【AI生成】"
 
 
@@ -276,6 +277,11 @@ def test_browser_sees_the_persistent_label_one_streamed_label_and_a_verifying_pi
         driver.get(example.url + "/")
         banner = wait.until(lambda d: d.find_elements(By.ID, "aigc-label"))[0]
         assert "AI生成" in banner.text and FILINGS[0] in banner.text
+        colours = (
+            "return [...arguments[0].querySelectorAll('.aigc-label, .aigc-label *')]"
+            ".map(e => getComputedStyle(e).color)"
+        )
+        assert set(driver.execute_script(colours, banner)) == {"rgb(255, 255, 255)"}  # legible on its plate
         chat = wait.until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "textarea[placeholder='Type a message...']")
         )
@@ -297,6 +303,13 @@ def test_browser_sees_the_persistent_label_one_streamed_label_and_a_verifying_pi
         img = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#picture img"))[0]
         wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", img) == 384)
         src = img.get_attribute("src")
+        # the label's Chinese is drawn with the bundled font where no CJK font is installed
+        loaded = (
+            "return [...document.fonts].some(f => f.family.includes('LabelerCJK') && f.status === 'loaded')"
+        )
+        wait.until(lambda d: d.execute_script(loaded))
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "gradio-chat.png"))
     finally:
         driver.quit()
     data = httpx.get(src).content
