@@ -198,6 +198,15 @@ def test_end_label_comes_once_after_the_stream(policy: LabelPolicy) -> None:
     assert not any(getattr(b, "elem_id", None) == "aigc-label" for b in demo.blocks.values())
 
 
+def test_interface_picture(policy: LabelPolicy, trust: TrustStore) -> None:
+    from PIL import Image
+
+    demo = gr.Interface(lambda prompt: Image.new("RGB", (160, 120), (200, 60, 20)), "text", "image")
+    label_app(demo, policy)
+    submit = demo.fns[0].fn  # the submit event: the first Interface registers
+    assert verify(Path(submit("a kite")).read_bytes(), trust).status is Status.VERIFIED
+
+
 def test_stopping_a_stream_closes_the_model_stream(policy: LabelPolicy) -> None:
     closed = []
 

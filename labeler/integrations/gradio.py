@@ -151,6 +151,8 @@ class GradioLabeler:
         if info["filing_numbers"]:
             numbers = ", ".join(esc(n) for n in info["filing_numbers"])
             parts.append(f'备案号 / Filing: <span class="aigc-filing">{numbers}</span>')
+        if info["launch_number"]:
+            parts.append(f"上线编号 / Launch: {esc(info['launch_number'])}")
         return (
             _font_css()
             + '<div class="aigc-label" role="note" data-ai-generated="true" style="padding:6px 10px;'
