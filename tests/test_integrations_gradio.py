@@ -91,6 +91,7 @@ def example(tmp_path_factory: pytest.TempPathFactory, example_key: SigningKey) -
     (keys / "labeler.pem").write_bytes(example_key.private_pem())
     (keys / "labeler.pem").chmod(0o600)
     with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("LABELER_CONFIG", raising=False)  # the environment alone, not a developer's file
         mp.setenv("LABELER_PROVIDER_NAME", "示例智能科技有限公司")
         mp.setenv("LABELER_PROVIDER_CODE", PROVIDER_CODE)
         mp.setenv("LABELER_FILING_NUMBERS", ",".join(FILINGS))
