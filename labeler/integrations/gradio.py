@@ -48,8 +48,8 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 from ..adapters.base import Labels
 from ..errors import LabelerError
 from ..labeling import label_with_record
-from ..middleware import LabelingMiddleware
 from ..policy import LabelPolicy
+from ..response_labeling import ResponseLabeller
 from ..text import Position, find_text_labels
 
 __all__ = ["GradioLabeler", "label_app"]
@@ -138,7 +138,7 @@ class GradioLabeler:
 
     def label_info(self) -> dict[str, Any]:
         """What the page shows persistently (the middleware's ``/.well-known/aigc-label``)."""
-        return LabelingMiddleware(_no_app, self.policy, batch_signatures=False).label_info()
+        return ResponseLabeller(self.policy, batch_signatures=False).label_info()
 
     def banner_html(self) -> str:
         info = self.label_info()
@@ -477,7 +477,3 @@ def _has_text(message: Any) -> bool:
     if isinstance(content, list):
         return any(isinstance(p, str) or (isinstance(p, dict) and p.get("type") == "text") for p in content)
     return isinstance(content, dict) and content.get("type") == "text"
-
-
-async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never called
-    raise RuntimeError("the label info is read from the middleware, never served through it")
