@@ -136,6 +136,7 @@ def test_explicit_labels_live_in_one_room() -> None:
 WING_DOORS = {
     "labeler.watermark": {"labeler.explicit.marking"},  # the mark rides the visible label's re-encode
     "labeler.platform": {"labeler.cli"},  # labeler check
+    "labeler.integrations": set(),  # imported by the app that uses it, never by labeler itself
 }
 
 
