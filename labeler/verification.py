@@ -182,9 +182,9 @@ def verify(
 
             verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
         verdict = _require_valid_c2pa(verdict, fmt, data)
-    markable = fmt.kind == "image" or fmt.name == "wav"
+    markable = fmt.kind in ("image", "audio")  # compressed audio is decoded by ffmpeg to look
     if markable and watermark is not False and (watermark or verdict.record is None):
-        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True, fmt.name == "wav")
+        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True, fmt.kind == "audio")
     return verdict
 
 
