@@ -94,6 +94,31 @@ def requests_per_second(factory: str, seconds: int, connections: int) -> float:
         server.wait(10)
 
 
+async def _request(asgi, body: bytes = b"", **scope: object) -> None:  # type: ignore[no-untyped-def]
+    """One POST /v1/chat/completions through ``asgi`` in process: the request once, then a
+    receive that waits as a server does until the client goes away; sends go nowhere."""
+    requested = False
+
+    async def receive():  # type: ignore[no-untyped-def]
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        return None
+
+    base = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [],
+        "query_string": b"",
+    }
+    await asgi({**base, **scope}, receive, send)
+
+
 def sse_event_cost(events: int = 20_000) -> tuple[float, float]:
     sys.path.insert(0, str(HERE))
     from _apps import policy
@@ -119,28 +144,8 @@ def sse_event_cost(events: int = 20_000) -> tuple[float, float]:
         await StreamingResponse(body(), media_type=scope["media_type"])(scope, receive, send)
 
     async def drive(asgi, media_type: str) -> float:  # type: ignore[no-untyped-def]
-        requested = False
-
-        async def receive():  # type: ignore[no-untyped-def]
-            # the request once, then wait as a server does until the client goes away
-            nonlocal requested
-            if not requested:
-                requested = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()
-
-        async def send(message):  # type: ignore[no-untyped-def]
-            return None
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/chat/completions",
-            "headers": [],
-            "media_type": media_type,
-        }
         t0 = time.process_time()  # CPU, not wall: steadier on a shared machine
-        await asgi(scope, receive, send)
+        await _request(asgi, media_type=media_type)
         return time.process_time() - t0
 
     middleware = LabelingMiddleware(app, policy=policy())
@@ -162,27 +167,10 @@ def json_response_cost(requests: int = 8000, concurrency: int = 32) -> dict[str,
 
     from labeler.middleware import LabelingMiddleware
 
-    async def one(asgi):  # type: ignore[no-untyped-def]
-        requested = False
+    body, headers = BODY.encode(), [(b"content-type", b"application/json")]
 
-        async def receive():  # type: ignore[no-untyped-def]
-            nonlocal requested
-            if not requested:
-                requested = True
-                return {"type": "http.request", "body": BODY.encode(), "more_body": False}
-            await asyncio.Event().wait()
-
-        async def send(message):  # type: ignore[no-untyped-def]
-            return None
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/chat/completions",
-            "headers": [(b"content-type", b"application/json")],
-            "query_string": b"",
-        }
-        await asgi(scope, receive, send)
+    def one(asgi):  # type: ignore[no-untyped-def]
+        return _request(asgi, body, headers=headers)
 
     async def drive(asgi) -> float:  # type: ignore[no-untyped-def]
         t0 = time.process_time()
