@@ -91,3 +91,24 @@ def test_verdict_suspected_for_a_picture_that_lost_its_record(policy: LabelPolic
     looked = verify(stripped, trust, decode_pictures=True)
     assert looked.explicit_label and looked.notice == "suspected"
     assert verify(labelled, trust, decode_pictures=True).notice == "confirmed"
+
+
+def test_cli_verify_decode_pictures(
+    policy: LabelPolicy, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from pathlib import Path
+
+    from labeler.cli import main
+
+    work = Path(str(tmp_path))
+    labelled = label_content(encoded(photo("rocket", (640, 480)), quality=90), policy)
+    (work / "stripped.jpg").write_bytes(encoded(Image.open(io.BytesIO(labelled)), quality=90))
+    assert policy.signing_key is not None
+    (work / "k.pem").write_bytes(policy.signing_key.public_key.to_pem())
+    main(["verify", str(work / "stripped.jpg"), "--trust", str(work / "k.pem"), "--json"])
+    assert json.loads(capsys.readouterr().out)[0]["notice"] == "none"
+    main(
+        ["verify", str(work / "stripped.jpg"), "--trust", str(work / "k.pem"), "--json", "--decode-pictures"]
+    )
+    assert json.loads(capsys.readouterr().out)[0]["notice"] == "suspected"
