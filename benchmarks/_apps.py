@@ -154,3 +154,51 @@ def load_target() -> object:
         await labeled(scope, receive, send)
 
     return app
+
+
+# -- the proxy: an upstream streaming chat chunks, and ProxyApp before it (bench_proxy.py) --------
+
+
+def stream_upstream() -> Starlette:
+    """An OpenAI-compatible upstream that streams ``?n=`` one-token chat chunks, as fast as it can."""
+    import json as _json
+
+    from starlette.responses import StreamingResponse
+
+    def chunk(text: str) -> bytes:
+        obj = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "bench",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+        }
+        return f"data: {_json.dumps(obj)}\n\n".encode()
+
+    async def chat(request: Request) -> Response:
+        await request.body()
+        n = int(request.query_params.get("n", "500"))
+
+        async def events():  # type: ignore[no-untyped-def]
+            for _ in range(n):
+                yield chunk("token ")
+                await asyncio.sleep(0)  # one event per write, as a model server emits them
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def proxy_bare() -> ASGIApp:
+    """ProxyApp forwarding to $BENCH_UPSTREAM, no labelling: the bare forwarding path."""
+    import os
+
+    from labeler.proxy import ProxyApp
+
+    return ProxyApp(os.environ["BENCH_UPSTREAM"])
+
+
+def proxy_labelled() -> LabelingMiddleware:
+    """``labeler proxy``: LabelingMiddleware around ProxyApp."""
+    return LabelingMiddleware(proxy_bare(), policy=policy())

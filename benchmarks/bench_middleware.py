@@ -94,6 +94,31 @@ def requests_per_second(factory: str, seconds: int, connections: int) -> float:
         server.wait(10)
 
 
+async def _request(asgi, body: bytes = b"", **scope: object) -> None:  # type: ignore[no-untyped-def]
+    """One POST /v1/chat/completions through ``asgi`` in process: the request once, then a
+    receive that waits as a server does until the client goes away; sends go nowhere."""
+    requested = False
+
+    async def receive():  # type: ignore[no-untyped-def]
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        return None
+
+    base = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [],
+        "query_string": b"",
+    }
+    await asgi({**base, **scope}, receive, send)
+
+
 def sse_event_cost(events: int = 20_000) -> tuple[float, float]:
     sys.path.insert(0, str(HERE))
     from _apps import policy
@@ -119,29 +144,9 @@ def sse_event_cost(events: int = 20_000) -> tuple[float, float]:
         await StreamingResponse(body(), media_type=scope["media_type"])(scope, receive, send)
 
     async def drive(asgi, media_type: str) -> float:  # type: ignore[no-untyped-def]
-        requested = False
-
-        async def receive():  # type: ignore[no-untyped-def]
-            # the request once, then wait as a server does until the client goes away
-            nonlocal requested
-            if not requested:
-                requested = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()
-
-        async def send(message):  # type: ignore[no-untyped-def]
-            return None
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/v1/chat/completions",
-            "headers": [],
-            "media_type": media_type,
-        }
-        t0 = time.perf_counter()
-        await asgi(scope, receive, send)
-        return time.perf_counter() - t0
+        t0 = time.process_time()  # CPU, not wall: steadier on a shared machine
+        await _request(asgi, media_type=media_type)
+        return time.process_time() - t0
 
     middleware = LabelingMiddleware(app, policy=policy())
     best_labeled, best_plain = float("inf"), float("inf")
@@ -153,13 +158,57 @@ def sse_event_cost(events: int = 20_000) -> tuple[float, float]:
     return best_labeled / events * 1e6, (best_labeled - best_plain) / events * 1e6
 
 
+def json_response_cost(requests: int = 8000, concurrency: int = 32) -> dict[str, float]:
+    """In-process CPU per JSON chat response (us), ``concurrency`` requests per event-loop turn
+    (as a busy server has them, so batch signing batches), on uvloop as uvicorn runs; best of 5."""
+    sys.path.insert(0, str(HERE))
+    import uvloop
+    from _apps import bare, minimal_rewrite, passthrough, policy
+
+    from labeler.middleware import LabelingMiddleware
+
+    body, headers = BODY.encode(), [(b"content-type", b"application/json")]
+
+    def one(asgi):  # type: ignore[no-untyped-def]
+        return _request(asgi, body, headers=headers)
+
+    async def drive(asgi) -> float:  # type: ignore[no-untyped-def]
+        t0 = time.process_time()
+        for _ in range(requests // concurrency):
+            await asyncio.gather(*(one(asgi) for _ in range(concurrency)))
+        return (time.process_time() - t0) / requests * 1e6
+
+    apps = {
+        "bare": bare(),
+        "floor: pure-ASGI wrapper that does nothing": passthrough(),
+        "floor: parse, prepend label, serialise, fix length": minimal_rewrite(),
+        "LabelingMiddleware, no key": LabelingMiddleware(bare(), policy=policy(signed=False)),
+        "LabelingMiddleware as shipped (batch-signed records)": LabelingMiddleware(bare(), policy=policy()),
+    }
+    cost = dict.fromkeys(apps, float("inf"))
+    for _ in range(5):
+        for name, app in apps.items():
+            cost[name] = min(cost[name], uvloop.run(drive(app)))
+    return cost
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--in-process", action="store_true", help="only the in-process CPU rows (no wrk)")
     args = parser.parse_args()
+    cpu = json_response_cost()
+    print("| in process: CPU per JSON chat response | us | added to bare |")
+    print("| --- | ---: | ---: |")
+    for name, us in cpu.items():
+        print(f"| {name} | {us:.1f} | {us - cpu['bare']:+.1f} |")
+    total_us, added_us = sse_event_cost()
+    print(f"| SSE chat chunk through the middleware | {total_us:.1f} us/event | +{added_us:.1f} us/event |\n")
+    if args.in_process:
+        return 0
     if not shutil.which("wrk"):
         print("needs wrk: apt-get install wrk", file=sys.stderr)
         return 1
@@ -167,7 +216,6 @@ def main() -> int:
     for _ in range(2):
         for factory in rates:
             rates[factory] = max(rates[factory], requests_per_second(factory, args.seconds, args.connections))
-    total_us, added_us = sse_event_cost()
     print(
         f"python {sys.version.split()[0]}; uvicorn 1 worker (uvloop, httptools); wrk -c{args.connections} "
         f"-d{args.seconds}s; best of 2 rounds; orjson {'on' if jsonfast.FAST else 'off'}\n"
@@ -178,7 +226,6 @@ def main() -> int:
         bare = rates[factory.replace("wrapped_model", "bare_model") if "_model_" in factory else "bare"]
         added = "-" if factory.startswith("bare") else f"{(1 / rates[factory] - 1 / bare) * 1e6:.0f} us"
         print(f"| {label} | {rates[factory]:,.0f} | {rates[factory] / bare:.0%} | {added} |")
-    print(f"\n| SSE chat chunk through the middleware | {total_us:.1f} us/event | +{added_us:.1f} us/event |")
     return 0
 
 

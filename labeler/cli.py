@@ -8,6 +8,7 @@ are listed as skipped, never opened (links are followed by ``--follow-symlinks``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -66,13 +67,18 @@ class _Unreadable(LabelerError):
     """The file can't be read (missing, no permission...): verify names it and exits 1."""
 
 
-def _verify_path(
-    path: Path,
-    trust: TrustStore,
-    c2pa_anchors: str | None = None,
-    decode_audio: bool = False,
-    marks: _Marks = ((), False),
-) -> Verdict:
+@dataclasses.dataclass(frozen=True)
+class _HowToVerify:
+    """What ``verify`` was asked, for every file (and every worker process: plain data)."""
+
+    trust: TrustStore
+    c2pa_anchors: str | None = None
+    decode_audio: bool = False  #: listen for the rhythm in MP3/FLAC/Ogg (ffmpeg)
+    decode_pictures: bool = False  #: look for the visible label drawn on pictures
+    marks: _Marks = ((), False)
+
+
+def _verify_path(path: Path, how: _HowToVerify) -> Verdict:
     """The verdict on one file. Raises ``NotRegularFileError`` (skip it) and ``_Unreadable``."""
     from .batch import TEXT_SUFFIXES, read_regular
     from .verification import verify
@@ -84,11 +90,11 @@ def _verify_path(
     if path.suffix.lower() in TEXT_SUFFIXES:
         from .verification import verify_text
 
-        return verify_text(data.decode("utf-8", "replace"), trust)
-    keys, always = marks
+        return verify_text(data.decode("utf-8", "replace"), how.trust)
+    keys, always = how.marks
     return verify(
-        data, trust, c2pa_anchors=c2pa_anchors, decode_audio=decode_audio, watermark_keys=keys,
-        watermark=True if always else None,
+        data, how.trust, c2pa_anchors=how.c2pa_anchors, decode_audio=how.decode_audio,
+        decode_pictures=how.decode_pictures, watermark_keys=keys, watermark=True if always else None,
     )  # fmt: skip
 
 
@@ -232,12 +238,10 @@ _Checked = tuple["dict[str, Any] | None", str, bool]
 _Marks = tuple[tuple["MarkKey", ...], bool]
 
 #: in a worker: what cmd_verify was given
-_VERIFYING: tuple[TrustStore, str | None, bool, _Marks] | None = None
+_VERIFYING: _HowToVerify | None = None
 
 
-def _check(
-    task: Task, trust: TrustStore, anchors: str | None, decode_audio: bool, marks: _Marks = ((), False)
-) -> _Checked:
+def _check(task: Task, how: _HowToVerify) -> _Checked:
     """``verify``'s result for one planned file. Never raises for a bad file."""
     from .batch import NotRegularFileError, describe_error
     from .verification import Status, Verdict
@@ -250,7 +254,7 @@ def _check(
             bool(task.error),
         )
     try:
-        verdict = _verify_path(task.source, trust, anchors, decode_audio, marks)
+        verdict = _verify_path(task.source, how)
     except NotRegularFileError as exc:  # it became one since plan() looked
         return None, f"{name}: skipped: {exc}", False
     except Exception as exc:  # _Unreadable, or anything a parser raised: this file alone
@@ -259,14 +263,14 @@ def _check(
     return verdict.to_dict(), "", False
 
 
-def _init_verify_worker(trust: TrustStore, anchors: str | None, decode_audio: bool, marks: _Marks) -> None:
+def _init_verify_worker(how: _HowToVerify) -> None:
     global _VERIFYING
-    _VERIFYING = (trust, anchors, decode_audio, marks)
+    _VERIFYING = how
 
 
 def _verify_unit(unit: list[tuple[int, Task]]) -> list[tuple[int, _Checked]]:
     assert _VERIFYING is not None
-    return [(i, _check(task, *_VERIFYING)) for i, task in unit]
+    return [(i, _check(task, _VERIFYING)) for i, task in unit]
 
 
 def _died_verifying(item: tuple[int, Task]) -> tuple[int, _Checked]:
@@ -280,9 +284,7 @@ def _died_verifying(item: tuple[int, Task]) -> tuple[int, _Checked]:
     )
 
 
-def _checked_in_order(
-    tasks: list[Task], trust: TrustStore, anchors: str | None, decode_audio: bool, jobs: int, marks: _Marks
-) -> Iterator[tuple[Task, _Checked]]:
+def _checked_in_order(tasks: list[Task], how: _HowToVerify, jobs: int) -> Iterator[tuple[Task, _Checked]]:
     """Each task's result, in the order of ``tasks``, whatever order ``jobs`` workers finish in."""
     from .batch import Work, in_workers
 
@@ -290,11 +292,11 @@ def _checked_in_order(
     jobs = min(jobs, len(todo) // _FILES_PER_WORKER)
     if jobs <= 1:
         for task in tasks:
-            yield task, _check(task, trust, anchors, decode_audio, marks)
+            yield task, _check(task, how)
         return
     size = max(1, min(_VERIFY_UNIT, len(todo) // (jobs * 8)))
     units = [todo[i : i + size] for i in range(0, len(todo), size)]
-    work = Work(_init_verify_worker, (trust, anchors, decode_audio, marks), _verify_unit, _died_verifying)
+    work = Work(_init_verify_worker, (how,), _verify_unit, _died_verifying)
     done: dict[int, _Checked] = {}
     at = 0
     for i, checked in in_workers(units, jobs, work):
@@ -302,11 +304,11 @@ def _checked_in_order(
         while at < len(tasks) and (at in done or tasks[at].skip or tasks[at].error):
             yield (
                 tasks[at],
-                done.pop(at) if at in done else _check(tasks[at], trust, anchors, decode_audio, marks),
+                done.pop(at) if at in done else _check(tasks[at], how),
             )
             at += 1
     for task in tasks[at:]:  # skipped ones after the last file
-        yield task, _check(task, trust, anchors, decode_audio, marks)
+        yield task, _check(task, how)
 
 
 #: Files a verify worker is sent at a time (fewer for small batches: each worker gets ~8 units).
@@ -347,9 +349,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     tasks = plan(args.paths, None, follow_symlinks=True)  # reading through a link is harmless
     results: list[tuple[Path, dict[str, Any]]] = []
     unreadable = 0
-    for task, (verdict, line, failed_read) in _checked_in_order(
-        tasks, trust, anchors, args.decode_audio, args.jobs, marks
-    ):
+    how = _HowToVerify(trust, anchors, args.decode_audio, args.decode_pictures, marks)
+    for task, (verdict, line, failed_read) in _checked_in_order(tasks, how, args.jobs):
         unreadable += failed_read
         if line:
             print(line, file=sys.stderr)
@@ -430,7 +431,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if found.problem:
             stored["problem"] = found.problem
         info["as_stored_unverified"] = stored
-    info["verdict"] = _verify_path(path, _trust(args)).to_dict()
+    info["verdict"] = _verify_path(path, _HowToVerify(_trust(args))).to_dict()
     print(json.dumps(info, ensure_ascii=False, indent=2))
     return 0
 
@@ -445,7 +446,8 @@ def _serve_policy(args: argparse.Namespace) -> LabelPolicy:
     return demo_policy()
 
 
-def _serve(app: object, host: str, port: int, banner: str) -> int:
+def _serve(app: object, host: str, port: int, banner: str, workers: int = 1) -> int:
+    """Serve ``app`` (with ``workers`` > 1: an import string of an app factory, one per process)."""
     try:
         import uvicorn
     except ImportError:
@@ -461,6 +463,8 @@ def _serve(app: object, host: str, port: int, banner: str) -> int:
         log_level="warning",
         proxy_headers=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        workers=workers if workers > 1 else None,
+        factory=workers > 1,
     )
     return 0
 
@@ -579,6 +583,11 @@ def _add_verify(sub: Subparsers) -> None:
         help="also listen for the rhythm label in MP3/FLAC/Ogg (decodes with ffmpeg)",
     )
     p.add_argument(
+        "--decode-pictures",
+        action="store_true",
+        help="also look for the visible label drawn on pictures (decodes the pixels)",
+    )
+    p.add_argument(
         "--require",
         choices=STATUSES,
         help="exit 1 when any file is worse than this status (e.g. verified, untrusted)",
@@ -669,9 +678,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     trust = _trust(args) if args.trust else None
     propagator = LabelPolicy.load(args.config) if args.config or os.environ.get("LABELER_CONFIG") else None
-    app = create_app(trust=trust, propagator=propagator, max_body=args.max_body)
     roles = "verify" + (f" + propagate as {propagator.provider_code}" if propagator else "")
-    return _serve(app, args.host, args.port, f"labeler serve: http://{args.host}:{args.port} ({roles})")
+    banner = f"labeler serve: http://{args.host}:{args.port} ({roles}, {args.workers} worker(s))"
+    if args.workers > 1:  # each worker process builds the app from the environment it inherits
+        if args.trust:
+            os.environ["LABELER_TRUST"] = os.pathsep.join(str(Path(p).resolve()) for p in args.trust)
+        if args.config:
+            os.environ["LABELER_CONFIG"] = str(Path(args.config).resolve())
+        os.environ["LABELER_SERVE_MAX_BODY"] = str(args.max_body)
+        return _serve(
+            "labeler.platform.serve:app_from_environment", args.host, args.port, banner, args.workers
+        )
+    app = create_app(trust=trust, propagator=propagator, max_body=args.max_body)
+    return _serve(app, args.host, args.port, banner)
 
 
 def _add_serve(sub: Subparsers) -> None:
@@ -682,6 +701,9 @@ def _add_serve(sub: Subparsers) -> None:
     p.add_argument("--port", type=int, default=8090)
     p.add_argument("--trust", action="append", help="trusted public key PEM file or directory (repeatable)")
     p.add_argument("--max-body", type=int, default=64 << 20, help="bytes per upload (default 64 MiB)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes (verifying is CPU-bound: one per core)"
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -790,8 +812,6 @@ def _rotate_key(out: Path, name: str, key: Any, grace: float) -> int:
 
 def _revoke_key(out: Path, kid: str, reason: str) -> int:
     """``keygen --revoke KID``: never trust the key again, with the reason verifiers will see."""
-    import dataclasses
-
     from . import trust
     from .signing import KEY_SET_NAME
 

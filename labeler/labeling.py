@@ -200,9 +200,9 @@ def label_with_record(
     * pictures: :func:`label_image` (visible label and invisible watermark, implicit label,
       optional C2PA); the result's ``watermark`` says whether the mark was written, and if
       not why ("too small", "too flat", "unavailable", "off");
-    * audio: the rhythm label "short-long-short-short" per ``policy.audio`` (WAV in place, with
-      the invisible audio mark in its samples first; MP3/FLAC/Ogg re-encoded with ffmpeg), then
-      the record in the format's own tag;
+    * audio: the rhythm label "short-long-short-short" per ``policy.audio`` with the invisible
+      audio mark in the samples first (WAV in place; MP3/FLAC/Ogg in one ffmpeg re-encode),
+      then the record in the format's own tag;
     * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
     * documents: DOCX gets the label as its first paragraph, PDF the picture label stamped on
       page 1 (:mod:`labeler.explicit.documents`); XLSX and PPTX the record only (show the label where they
@@ -218,12 +218,20 @@ def label_with_record(
     if fmt.kind == "image":
         return _label_image(data, found, policy, visible, label, produce_id, created, c2pa, watermark)
     original, mark = data, None
+    explicit = explicit_label(fmt.name) if visible else None
     if fmt.name == "wav" and (visible or watermark):  # the audio mark, before the rhythm label
         from .explicit.marking import mark_sound
 
         produce_id = produce_id or new_produce_id()  # the mark carries its hash
         data, mark = mark_sound(data, policy, produce_id, visible=visible, watermark=watermark)
-    explicit = explicit_label(fmt.name) if visible else None
+    elif fmt.kind == "audio" and (visible or watermark):  # MP3/FLAC/Ogg: one re-encode for both
+        from .explicit.marking import mark_compressed_sound
+
+        produce_id = produce_id or new_produce_id()
+        data, mark = mark_compressed_sound(
+            data, fmt.name, policy, produce_id, visible=visible, watermark=watermark
+        )
+        explicit = None  # the rhythm label went in with the mark
     if explicit is not None:
         data = explicit.add(data, policy)
     if data is not original:  # the mark or the explicit label changed the bytes: find the slot again

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import jsonfast
 from .errors import MalformedFileError
 
 __all__ = ["Event", "EventTooLargeError", "SSEParser", "format_comment", "format_event"]
@@ -48,7 +49,7 @@ class Event:
         if self.data is None:
             return None
         try:
-            return json.loads(self.data)
+            return jsonfast.loads(self.data)
         except (ValueError, RecursionError):
             return None
 
@@ -102,6 +103,15 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[Event]:
         if not chunk:
             return []
+        if (  # the usual chunk: exactly one LF-terminated event, nothing pending
+            not self._chunks
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n\n") == len(chunk) - 2
+            and len(chunk) <= self._max
+            and b"\r" not in chunk
+        ):
+            self.bytes_examined += len(chunk)
+            return [_event(chunk, b"\n\n", True)]
         tail = self._tail
         window = tail + chunk if tail else chunk
         lead = len(tail)  #: bytes of ``window`` that are already in ``_chunks``

@@ -148,6 +148,7 @@ def verify(
     *,
     c2pa_anchors: str | None = None,
     decode_audio: bool = False,
+    decode_pictures: bool = False,
     watermark_keys: Sequence[MarkKey] = (),
     watermark: bool | None = None,
 ) -> Verdict:
@@ -157,7 +158,9 @@ def verify(
 
     ``decode_audio=True`` also listens for the rhythm label in MP3, FLAC and Ogg (decoded by
     ffmpeg, where installed; WAV is always checked): on audio whose tags were stripped it is what
-    makes the verdict "suspected" rather than nothing.
+    makes the verdict "suspected" rather than nothing. ``decode_pictures=True`` looks for the
+    visible label's plate in a picture's pixels (:mod:`labeler.explicit.plate`; a decode, so
+    asked for): a picture with a label drawn on it and no record is "suspected".
 
     ``watermark_keys`` (:class:`~labeler.markkey.MarkKey`, e.g. from the provider's key file):
     on a picture with no readable label the invisible watermark is looked for (``watermark=True``:
@@ -173,15 +176,15 @@ def verify(
         except LabelerError as exc:
             found, verdict = None, Verdict(Status.UNREADABLE, problems=(str(exc),))
         if found is not None:
-            verdict = _verify_gb(found, data, trust, decode_audio)
+            verdict = _verify_gb(found, data, trust, decode_audio, decode_pictures)
         if _holds_c2pa(fmt, data, found):
             from .content_credentials import read_content_credentials
 
             verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
         verdict = _require_valid_c2pa(verdict, fmt, data)
-    markable = fmt.kind == "image" or fmt.name == "wav"
+    markable = fmt.kind in ("image", "audio")  # compressed audio is decoded by ffmpeg to look
     if markable and watermark is not False and (watermark or verdict.record is None):
-        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True, fmt.name == "wav")
+        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True, fmt.kind == "audio")
     return verdict
 
 
@@ -256,12 +259,18 @@ def _require_valid_c2pa(verdict: Verdict, fmt: ContainerFormat, data: bytes) -> 
     return dataclasses.replace(verdict, problems=(*verdict.problems, problem), **changes)
 
 
-def _explicit_label(fmt: ContainerFormat, data: bytes, decode_audio: bool = False) -> bool:
+def _explicit_label(
+    fmt: ContainerFormat, data: bytes, decode_audio: bool = False, decode_pictures: bool = False
+) -> bool:
     """A visible/audible label we can recognise in the content itself (the format's entry in
     :mod:`labeler.explicit`): the rhythm label (WAV; compressed audio with ``decode_audio``), a
     Word document's opening label paragraph, our stamp on a PDF's first page."""
     explicit = explicit_label(fmt.name)
-    if explicit is None or explicit.find is None or (explicit.find_needs_ffmpeg and not decode_audio):
+    if explicit is None or explicit.find is None:
+        return False
+    if (explicit.find_needs_ffmpeg and not decode_audio) or (
+        explicit.find_decodes_pixels and not decode_pictures
+    ):
         return False
     try:
         return explicit.find(data)
@@ -269,10 +278,16 @@ def _explicit_label(fmt: ContainerFormat, data: bytes, decode_audio: bool = Fals
         return False  # not a Word document (XLSX, PPTX), no ffmpeg, or content we can't read
 
 
-def _verify_gb(found: Found, data: bytes, trust: TrustStore | None, decode_audio: bool = False) -> Verdict:
+def _verify_gb(
+    found: Found,
+    data: bytes,
+    trust: TrustStore | None,
+    decode_audio: bool = False,
+    decode_pictures: bool = False,
+) -> Verdict:
     fmt, xmp = found.format, found.xmp
     media_format = fmt.name
-    explicit = _explicit_label(fmt, data, decode_audio)
+    explicit = _explicit_label(fmt, data, decode_audio, decode_pictures)
     if not found.labelled:
         return Verdict(Status.NO_LABEL, media_format, explicit_label=explicit)
     problems: list[str] = []

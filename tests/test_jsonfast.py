@@ -47,3 +47,18 @@ def test_without_orjson_the_stdlib_does_everything(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(jsonfast, "FAST", False)
     parsed, encode = jsonfast.parse(b'{"a": "\\u4eba", "b": [1, 2.5]}')
     assert encode(parsed) == '{"a":"人","b":[1,2.5]}'.encode()
+
+
+@given(JSON)
+def test_loads_reads_text_as_the_stdlib_does(value: object) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    loaded = jsonfast.loads(text)
+    assert loaded == json.loads(text) and json.dumps(loaded) == json.dumps(json.loads(text))
+
+
+def test_loads_keeps_what_orjson_would_change() -> None:
+    big = jsonfast.loads('{"created": 123456789012345678901234567890, "x": NaN, "s": "\\ud800"}')
+    assert big["created"] == 123456789012345678901234567890 and isinstance(big["created"], int)
+    assert math.isnan(big["x"]) and big["s"] == "\ud800"
+    with pytest.raises(ValueError):
+        jsonfast.loads("{not json")

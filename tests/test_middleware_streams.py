@@ -329,7 +329,7 @@ def test_a_signing_failure_at_the_end_of_a_stream_fails_per_mode(
     def unplugged(payloads: object, key: object) -> list[str]:
         raise OSError("token unplugged")
 
-    monkeypatch.setattr("labeler.middleware.sign_payloads", unplugged)
+    monkeypatch.setattr("labeler.response_labeling.sign_payloads", unplugged)
     app = wrap(serving(chat_stream("hi"), "text/event-stream"), policy, fail_mode=mode)
     raw = TestClient(app).post("/v1/chat/completions").content
     assert b": AIGC" not in raw and LABEL.encode() in raw and app.stats[f"fail_{mode}"] == 1

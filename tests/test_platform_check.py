@@ -39,7 +39,9 @@ def test_a_fully_labelled_picture_is_clean(policy: LabelPolicy, trust: TrustStor
     marks = report.marks
     assert marks["gb_record"] and marks["gb_slot"] == "xmp" and marks["iptc_digital_source_type"]
     assert marks["signature"] == "verified" and marks["notice"] == "confirmed"
-    assert marks["explicit_label"] is None  # drawn into the pixels: not recognisable from bytes
+    assert marks["explicit_label"] is True  # labeler's plate, found in the pixels
+    bare = check_bytes(label_content(_jpeg(), policy, visible=False), "out.jpg", trust).marks
+    assert bare["explicit_label"] is None  # no plate found: unknown (another's label may be there)
 
 
 def test_findings_name_the_rule_that_is_broken(policy: LabelPolicy, trust: TrustStore) -> None:

@@ -98,6 +98,18 @@ def test_a_person_drops_files_and_sees_the_notice_in_chinese(
             by_status = {c.get_attribute("data-status"): c for c in cards}
             confirmed = by_status["verified"].find_element(By.CSS_SELECTOR, ".notice")
             assert "AI生成" in confirmed.text and confirmed.is_displayed()
+            # the visible label's position, outlined on the picture where the label was drawn
+            box = by_status["verified"].find_element(By.CSS_SELECTOR, ".label-box")
+            picture = by_status["verified"].find_element(By.CSS_SELECTOR, ".picture img")
+            assert box.get_attribute("data-placement") == "bottom-right" and box.is_displayed()
+            b, p = box.rect, picture.rect
+            assert b["x"] > p["x"] + p["width"] / 2 and b["y"] > p["y"] + p["height"] / 2
+            assert (
+                b["x"] + b["width"] <= p["x"] + p["width"] + 2
+                and b["y"] + b["height"] <= p["y"] + p["height"] + 2
+            )
+            assert by_status["no-label"].find_element(By.CSS_SELECTOR, ".visible").text == "not found"
+            assert not by_status["no-label"].find_elements(By.CSS_SELECTOR, ".label-box")
             assert (
                 by_status["no-label"].find_element(By.CSS_SELECTOR, ".finding").get_attribute("data-rule")
                 == "AIGC001"
@@ -126,3 +138,69 @@ def test_every_chinese_character_on_the_page_is_in_the_bundled_font() -> None:
         cmap = TTFont(f).getBestCmap()
     missing = {c for c in html if ord(c) > 0x2E80 and ord(c) not in cmap}
     assert not missing, f"would render as boxes without system CJK fonts: {''.join(sorted(missing))}"
+
+
+@pytest.mark.slow
+def test_serve_with_two_worker_processes(policy: LabelPolicy, tmp_path: Path) -> None:
+    """`labeler serve --workers 2`: each worker builds the service from the environment it
+    inherits (trusted keys, upload limit); both answer with the trust the command was given."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    assert policy.signing_key is not None
+    pem = tmp_path / "producer.pem"
+    pem.write_bytes(policy.signing_key.public_key.to_pem())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "labeler.cli", "serve", "--port", str(port), "--workers", "2"]
+    command += ["--trust", str(pem), "--max-body", "1000000"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        labelled = label_content(_jpeg(), policy)
+        with httpx.Client(base_url=base) as client:
+            for _ in range(6):  # connections land on either worker
+                r = client.post("/v1/verify", files={"file": ("ai.jpg", labelled, "image/jpeg")})
+                assert r.json()["files"][0]["status"] == "verified"
+            assert client.post("/v1/verify", content=b"x" * 2_000_000).status_code == 413
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0].decode()
+    assert "2 worker(s)" in out
+
+
+@pytest.mark.anyio
+async def test_verify_says_where_a_pictures_visible_label_is(policy: LabelPolicy, trust: TrustStore) -> None:
+    from PIL import Image
+
+    labelled = label_content(_jpeg(), policy)
+    stripped = io.BytesIO()
+    Image.open(io.BytesIO(labelled)).save(stripped, "JPEG", quality=90)  # metadata gone, label drawn
+    async with await _client(create_app(trust=trust)) as client:
+        files = [
+            ("file", ("ai.jpg", labelled, "image/jpeg")),
+            ("file", ("s.jpg", stripped.getvalue(), "image/jpeg")),
+        ]
+        ai, lost = (await client.post("/v1/verify?visible=1", files=files)).json()["files"]
+        assert ai["visible_label"]["placement"] == "bottom-right" and ai["visible_label"]["size"] == [
+            320,
+            240,
+        ]
+        x0, y0, x1, y1 = ai["visible_label"]["box"]
+        assert x1 <= 320 and y1 <= 240 and x0 > 160 and y0 > 120
+        assert (lost["status"], lost["notice"], lost["explicit_label"]) == ("no-label", "suspected", True)
+        assert lost["marks"]["explicit_label"] is True
+        quick = (await client.post("/v1/verify", files=files[1:])).json()["files"][0]
+        assert quick["visible_label"] is None and quick["notice"] == "none"  # pixels not decoded

@@ -161,3 +161,31 @@ def test_short_audio_is_labelled_without_the_mark_and_says_why(policy: LabelPoli
     assert labelled.watermark.refused and labelled[1] is not None
     assert label_with_record(_speech(6), policy, watermark=False).watermark is not None
     assert label_with_record(_speech(6), policy, watermark=False).watermark.status == "off"  # type: ignore[union-attr]
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "ext"), [("mp3", "mp3"), ("flac", "flac"), ("ogg", "ogg")])
+def test_mp3_flac_ogg_carry_the_mark_from_their_one_re_encode(
+    policy: LabelPolicy, trust: TrustStore, fmt: str, ext: str
+) -> None:
+    """The mark rides the rhythm label's ffmpeg re-encode; verify decodes to find it, also
+    after a platform strips every tag and transcodes to MP3."""
+    source = _ffmpeg(_speech(6), "-f", fmt, "pipe:1")
+    labelled = label_with_record(source, policy)
+    assert labelled.watermark is not None and labelled.watermark.status == "marked", labelled.watermark
+    assert find_label(labelled[0]).format.name == fmt
+    assert verify(labelled[0], trust).status is Status.VERIFIED  # the record signs the marked audio
+    key = MarkKey.for_policy(policy)
+    assert key is not None
+    own = verify(labelled[0], trust, watermark_keys=[key], watermark=True)
+    assert own.watermark is not None and own.watermark["detected"] and own.watermark["matches_record"] is True
+    uploaded = _ffmpeg(labelled[0], "-map_metadata", "-1", "-b:a", "128k", "-f", "mp3", "pipe:1")
+    assert not find_label(uploaded).labelled
+    verdict = verify(uploaded, trust, watermark_keys=[key])
+    assert verdict.notice == "suspected" and verdict.to_dict()["watermark"]["producer"] == key.producer
+    plain = label_with_record(source, policy, watermark=False)
+    assert plain.watermark is not None and plain.watermark.status == "off"
+    assert not verify(plain[0], trust, watermark_keys=[key], watermark=True).to_dict()["watermark"][
+        "detected"
+    ]

@@ -32,10 +32,16 @@ def label_json(obj: dict[str, Any], labels: Labels) -> bool:
 class ChatStream(StreamAdapter):
     def __init__(self, labels: Labels) -> None:
         super().__init__(labels)
-        self.envelope: dict[str, Any] = {}
         self.started: set[int] = set()
         self.ended: set[int] = set()
         self.last: Event | None = None
+        self._last_obj: dict[str, Any] = {}
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        """The identity fields of the last chunk, for the chunks we insert (made when needed)."""
+        obj = self._last_obj
+        return {k: obj[k] for k in ("id", "object", "created", "model", "system_fingerprint") if k in obj}
 
     @staticmethod
     def texts(obj: Any) -> list[str] | None:
@@ -63,10 +69,18 @@ class ChatStream(StreamAdapter):
         obj = event.json()
         if not isinstance(obj, dict) or obj.get("object") != "chat.completion.chunk":
             return None
-        self.last = event
-        self.envelope = {
-            k: obj[k] for k in ("id", "object", "created", "model", "system_fingerprint") if k in obj
-        }
+        self.last, self._last_obj = event, obj
+        # the usual event: one choice, a text delta, no finish, its start label already sent
+        choices = obj.get("choices")
+        if type(choices) is list and len(choices) == 1:
+            choice = choices[0]
+            if type(choice) is dict and not choice.get("finish_reason"):
+                delta = choice.get("delta")
+                if type(delta) is dict and (not self.labels.start or choice.get("index", 0) in self.started):
+                    content = delta.get("content")
+                    if type(content) is str and content:
+                        self.text(content)
+                    return [event.raw]
         before: list[Any] = []  #: choices whose start label goes before the event (it has text)
         after: list[Any] = []  #: ... after it (a role-only delta opens the message)
         ends: list[dict[str, Any]] = []  #: choices this event finishes: the end label goes first

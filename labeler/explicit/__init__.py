@@ -35,12 +35,20 @@ class ExplicitLabel:
     find: Callable[[bytes], bool] | None
     needs_ffmpeg: bool = False  #: adding it decodes and re-encodes with ffmpeg
     find_needs_ffmpeg: bool = False  #: finding it decodes with ffmpeg (compressed audio)
+    #: finding it decodes the pixels (pictures: a plate looked for by its sides), asked for
+    find_decodes_pixels: bool = False
 
 
 def _image(data: bytes, policy: LabelPolicy) -> bytes:
     from .image import render_visible_label
 
     return render_visible_label(data, policy.label_text, policy.visible, policy.filing_line)
+
+
+def _find_plate(data: bytes) -> bool:
+    from .plate import find_picture_label
+
+    return find_picture_label(data) is not None
 
 
 def _audio(name: str) -> Callable[[bytes, LabelPolicy], bytes]:
@@ -96,7 +104,7 @@ def _find_pdf(data: bytes) -> bool:
 
 @functools.cache
 def _table() -> dict[str, ExplicitLabel]:
-    image = ExplicitLabel("image", _image, None)
+    image = ExplicitLabel("image", _image, _find_plate, find_decodes_pixels=True)
     return {
         "jpeg": image,
         "png": image,

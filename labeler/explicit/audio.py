@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -193,13 +194,7 @@ def find_rhythm_label_in(
         return find_rhythm_label(data, style)
     if media_format not in ("mp3", "flac", "ogg"):
         raise UnsupportedFormatError(f"no rhythm label in {media_format} content")
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="labeler-audio-") as tmp:
-        work = Path(tmp)
-        (work / "in").write_bytes(data)
-        decoded = _decode_to_wav(work, "in", media_format, "-t", str(MAX_DECODE_SECONDS))
-        return find_rhythm_label(decoded, style)
+    return find_rhythm_label(decoded_wav(data, media_format), style)
 
 
 def _decode_to_wav(work: Path, name: str, media_format: str, *limits: str) -> bytes:
@@ -225,17 +220,29 @@ _ENCODERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def add_rhythm_label_to(data: bytes, media_format: str, style: RhythmStyle = RhythmStyle()) -> bytes:
-    """The rhythm label for any audio format we label: WAV in place; MP3, FLAC and Ogg by
-    decoding with ffmpeg, adding the tones, and encoding again with the same codec (tags kept).
-    Raises :class:`ToolNotFoundError` for compressed audio when ffmpeg is not installed."""
-    if media_format == "wav":
-        return add_rhythm_label(data, style)
+def decoded_wav(data: bytes, media_format: str) -> bytes:
+    """MP3, FLAC or Ogg audio as 16-bit PCM WAV (the first 15 minutes), decoded by ffmpeg: what
+    the rhythm label and the invisible mark are read from. Raises :class:`ToolNotFoundError`
+    without ffmpeg."""
+    if media_format not in ("mp3", "flac", "ogg"):
+        raise UnsupportedFormatError(f"no decoding of {media_format} content")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="labeler-audio-") as tmp:
+        work = Path(tmp)
+        (work / "in").write_bytes(data)
+        return _decode_to_wav(work, "in", media_format, "-t", str(MAX_DECODE_SECONDS))
+
+
+def reencode_audio(data: bytes, media_format: str, change: Callable[[bytes], bytes]) -> bytes:
+    """MP3, FLAC or Ogg audio decoded with ffmpeg to 16-bit PCM WAV, ``change``d, and encoded
+    again with the same codec, tags kept: the one re-encode that the rhythm label and the
+    invisible mark share. Raises :class:`ToolNotFoundError` when ffmpeg is not installed."""
     codec = media_format
     if media_format == "ogg":
         codec = "ogg-opus" if b"OpusHead" in data[:64] else "ogg-vorbis"
     if codec not in _ENCODERS:
-        raise UnsupportedFormatError(f"no rhythm label for {media_format} audio")
+        raise UnsupportedFormatError(f"no re-encoding of {media_format} audio")
     import tempfile
 
     from .. import ffmpeg
@@ -245,9 +252,18 @@ def add_rhythm_label_to(data: bytes, media_format: str, style: RhythmStyle = Rhy
         work = Path(tmp)
         (work / f"in{suffix}").write_bytes(data)
         decoded = _decode_to_wav(work, f"in{suffix}", media_format)
-        (work / "labeled.wav").write_bytes(add_rhythm_label(decoded, style))
+        (work / "labeled.wav").write_bytes(change(decoded))
         ffmpeg.run(
             "-i", "labeled.wav", "-i", f"in{suffix}", "-map", "0:a", "-map_metadata", "1",
             *_ENCODERS[codec], f"out{suffix}", cwd=work,
         )  # fmt: skip
         return (work / f"out{suffix}").read_bytes()
+
+
+def add_rhythm_label_to(data: bytes, media_format: str, style: RhythmStyle = RhythmStyle()) -> bytes:
+    """The rhythm label for any audio format we label: WAV in place; MP3, FLAC and Ogg by
+    decoding with ffmpeg, adding the tones, and encoding again with the same codec (tags kept).
+    Raises :class:`ToolNotFoundError` for compressed audio when ffmpeg is not installed."""
+    if media_format == "wav":
+        return add_rhythm_label(data, style)
+    return reencode_audio(data, media_format, lambda wav: add_rhythm_label(wav, style))

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import LabelerError
+from ..formats import detect
 from ..markkey import MarkKey, WatermarkUnavailableError
 from .image import decode_picture, render_visible_label
 from .styles import VisibleStyle
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..policy import LabelPolicy
 
-__all__ = ["MarkOutcome", "label_picture", "mark_sound", "read_mark", "wing"]
+__all__ = ["MarkOutcome", "label_picture", "mark_compressed_sound", "mark_sound", "read_mark", "wing"]
 
 _EXTRA = "install the 'watermark' extra (pip install 'aigc-labeler[watermark]')"
 _NO_KEY = "the policy has no watermark key: set key_file (the key is derived from it) or watermark_key_file"
@@ -157,6 +158,35 @@ def mark_sound(
     return marked, MarkOutcome("marked", "", payload.key_id, payload.content_id)
 
 
+def mark_compressed_sound(
+    data: bytes,
+    media_format: str,
+    policy: LabelPolicy,
+    produce_id: str,
+    *,
+    visible: bool,
+    watermark: bool | None,
+) -> tuple[bytes, MarkOutcome]:
+    """MP3, FLAC or Ogg audio with the invisible mark and (``visible``) the rhythm label, both in
+    one ffmpeg re-encode (decoded to 16-bit PCM, marked, the rhythm added, encoded again with the
+    same codec and tags). Without a mark to write, only the rhythm (or nothing). Raises
+    :class:`~labeler.errors.ToolNotFoundError` without ffmpeg, as the rhythm label does."""
+    from .audio import add_rhythm_label, reencode_audio
+
+    outcomes: list[MarkOutcome] = []
+
+    def change(wav: bytes) -> bytes:
+        marked, outcome = mark_sound(wav, policy, produce_id, visible=visible, watermark=watermark)
+        outcomes.append(outcome)
+        return add_rhythm_label(marked, policy.audio) if visible else marked
+
+    want = (policy.watermark and visible) if watermark is None else watermark
+    if not want and not visible:
+        return data, OFF
+    out = reencode_audio(data, media_format, change)
+    return out, outcomes[0]
+
+
 def read_mark(
     data: bytes,
     keys: Sequence[MarkKey],
@@ -176,6 +206,13 @@ def read_mark(
     if sound:
         detector = w.detect_wav
         subject: Any = data
+        if data[:4] != b"RIFF":  # MP3, FLAC, Ogg: the samples as ffmpeg decodes them
+            from .audio import decoded_wav
+
+            try:
+                subject = decoded_wav(data, detect(data).name)
+            except LabelerError as exc:
+                return {"detected": False, "reason": f"cannot decode the audio: {exc}"}
     else:
         detector = w.detect
         try:

@@ -35,6 +35,7 @@ __all__ = [
     "detect",
     "digest_ranges",
     "formats",
+    "media_types",
     "no_xmp",
     "record_format",
     "register",
@@ -190,6 +191,11 @@ def register(fmt: ContainerFormat) -> ContainerFormat:
 
 def formats() -> tuple[ContainerFormat, ...]:
     return tuple(_REGISTRY.values())
+
+
+def media_types() -> frozenset[str]:
+    """Every media type (and alias) of every registered format: what labellers accept as media."""
+    return frozenset(t for f in _REGISTRY.values() for t in (f.mime_type, *f.mime_aliases))
 
 
 def detect(data: bytes) -> ContainerFormat:

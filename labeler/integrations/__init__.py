@@ -1,2 +1,1 @@
-"""Integrations with other tools (gateways, UI frameworks). Each module imports its tool lazily:
-nothing here is imported by the core, and the tool is only needed by the module that uses it."""
+"""Integrations with AI app frameworks (each in its own module, importing its framework lazily)."""

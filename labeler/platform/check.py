@@ -51,7 +51,12 @@ def _explicit_checkable(media_format: str | None) -> bool:
     """Whether the explicit label can be recognised from the bytes without decoding media (the
     rhythm in WAV, Word's opening paragraph, our PDF stamp); a label drawn into pixels can't."""
     entry = explicit_label(media_format) if media_format else None
-    return entry is not None and entry.find is not None and not entry.find_needs_ffmpeg
+    return (
+        entry is not None
+        and entry.find is not None
+        and not entry.find_needs_ffmpeg
+        and not entry.find_decodes_pixels
+    )
 
 
 @dataclass(frozen=True)
@@ -145,10 +150,14 @@ def _verdict_findings(verdict: Verdict, media_format: str | None) -> list[Findin
     return findings
 
 
-def check_bytes(data: bytes, path: str = "-", trust: TrustStore | None = None) -> CheckReport:
+def check_bytes(
+    data: bytes, path: str = "-", trust: TrustStore | None = None, verdict: Verdict | None = None
+) -> CheckReport:
     """Marks and findings for one file's bytes. Never raises on content: a file that can't be
-    read at all comes back with ``error`` set."""
-    verdict = verify(data, trust)
+    read at all comes back with ``error`` set. ``verdict``: ``verify(data, trust)`` when the
+    caller has it already (the file is not verified twice)."""
+    if verdict is None:
+        verdict = verify(data, trust, decode_pictures=True)
     if verdict.status is Status.UNREADABLE:
         return CheckReport(path, {}, error="; ".join(verdict.problems) or "unreadable")
     try:
@@ -164,8 +173,11 @@ def check_bytes(data: bytes, path: str = "-", trust: TrustStore | None = None) -
         "iptc_digital_source_type": bool(xmp and xmp.digital_source_type == DIGITAL_SOURCE_TYPE_AI),
         "signature": verdict.status.value,
         "c2pa": verdict.c2pa.get("state") if verdict.c2pa else None,
-        #: None: not recognisable from the bytes (a label drawn into pixels or video frames)
-        "explicit_label": verdict.explicit_label if _explicit_checkable(verdict.media_format) else None,
+        #: None: can't be told from the bytes (video frames; a picture whose plate we don't find:
+        #: only labeler's plate geometry is recognised, another producer's label may be there)
+        "explicit_label": verdict.explicit_label
+        if _explicit_checkable(verdict.media_format)
+        else (True if verdict.explicit_label else None),
     }
     findings = _verdict_findings(verdict, verdict.media_format)
     if found.record is not None:

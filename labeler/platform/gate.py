@@ -24,7 +24,7 @@ from typing import IO, Any, Literal
 import anyio.to_thread
 
 from ..errors import LabelerError
-from ..formats import formats
+from ..formats import media_types
 from ..policy import LabelPolicy
 from ..signing import TrustStore
 from ..verification import Status, verify
@@ -40,7 +40,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 Mode = Literal["tag-only", "require-label", "reject-altered"]
 GATE_MODES: tuple[Mode, ...] = ("tag-only", "require-label", "reject-altered")
-_MEDIA_TYPES = frozenset(t for f in formats() for t in (f.mime_type, *f.mime_aliases))
+_MEDIA_TYPES = media_types()
 _BROKEN = frozenset({Status.ALTERED, Status.BAD_SIGNATURE, Status.LABEL_MISMATCH, Status.MALFORMED_LABEL})
 _CHUNK = 64 << 10
 

@@ -11,6 +11,7 @@ it renders on machines without CJK fonts.
 from __future__ import annotations
 
 import importlib.resources
+import os
 from typing import Any
 
 import anyio.to_thread
@@ -26,18 +27,30 @@ from ..signing import TrustStore
 from ..verification import verify
 from .check import check_bytes
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 _FONT = "NotoSansCJKsc-Bold-labeler-subset.otf"
 
 
-def _verdict(data: bytes, name: str | None, trust: TrustStore | None) -> dict[str, Any]:
-    verdict = verify(data, trust)
-    report = check_bytes(data, name or "-", trust)
+def _verdict(
+    data: bytes, name: str | None, trust: TrustStore | None, visible: bool = False
+) -> dict[str, Any]:
+    """One file's answer. ``visible``: also find a picture's visible label in its pixels (a
+    decode: the page asks for it, pipelines need not) and say where it is."""
+    verdict = verify(data, trust, decode_pictures=visible)
+    report = check_bytes(data, name or "-", trust, verdict)
+    where = None
+    if visible and verdict.explicit_label and detect(data).kind == "image":
+        from ..explicit.plate import find_picture_label
+
+        found = find_picture_label(data)
+        if found is not None:
+            where = {"placement": found.placement.value, "box": list(found.box), "size": list(found.size)}
     return {
         "filename": name,
         "size": len(data),
         **verdict.to_dict(),
+        "visible_label": where,
         "marks": report.marks,
         "findings": [{"rule": f.rule, "level": f.level, "message": f.message} for f in report.findings],
     }
@@ -68,6 +81,17 @@ async def _files(request: Request, max_body: int) -> list[tuple[str | None, byte
     return [(request.query_params.get("filename"), body)] if body else []
 
 
+def app_from_environment() -> Starlette:
+    """The service as each worker of ``labeler serve --workers N`` makes it: trusted keys from
+    ``$LABELER_TRUST`` (paths joined by ``os.pathsep``), the propagator policy from
+    ``$LABELER_CONFIG``, the upload limit from ``$LABELER_SERVE_MAX_BODY``."""
+    paths = os.environ.get("LABELER_TRUST")
+    trust = TrustStore.from_paths(paths.split(os.pathsep)) if paths else None
+    propagator = LabelPolicy.load() if os.environ.get("LABELER_CONFIG") else None
+    max_body = int(os.environ.get("LABELER_SERVE_MAX_BODY", 64 << 20))
+    return create_app(trust=trust, propagator=propagator, max_body=max_body)
+
+
 class _HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -86,7 +110,10 @@ def create_app(
             return JSONResponse({"error": str(exc)}, exc.status)
         if not files:
             return JSONResponse({"error": "no file in the request"}, 400)
-        results = [await anyio.to_thread.run_sync(_verdict, data, name, trust) for name, data in files]
+        visible = request.query_params.get("visible") in ("1", "true")
+        results = [
+            await anyio.to_thread.run_sync(_verdict, data, name, trust, visible) for name, data in files
+        ]
         return JSONResponse({"files": results})
 
     async def propagate_endpoint(request: Request) -> Response:
