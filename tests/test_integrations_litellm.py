@@ -320,11 +320,13 @@ async def test_failure_modes(monkeypatch: pytest.MonkeyPatch) -> None:
         def broken(*args: Any) -> str:
             raise OSError("signing service down")
 
-        monkeypatch.setattr(g.maker, "record_json", broken)
-    with pytest.raises(RuntimeError, match="could not be labelled"):
-        [c async for c in closed.async_post_call_streaming_iterator_hook(None, _chunks(["a"]), {})]
+        monkeypatch.setattr(g.labeller, "record_json", broken)
+    out = [c async for c in closed.async_post_call_streaming_iterator_hook(None, _chunks(["a"]), {})]
+    error = json.loads(out[-1].removeprefix(b"data: "))["error"]  # the chat API's own error event
+    assert "could not be labelled" in error["message"] and "signing service down" in error["message"]
+    assert closed.stats["fail_closed"] == 1
     out = [c async for c in opened.async_post_call_streaming_iterator_hook(None, _chunks(["a"]), {})]
-    assert not any(isinstance(c, bytes) and c.startswith(b": AIGC") for c in out)
+    assert not any(isinstance(c, bytes) and (b": AIGC" in c or b'"error"' in c) for c in out)
     assert opened.stats["fail_open"] == 1
     with pytest.raises(ValueError, match="fail_mode"):
         LabelingGuardrail(policy=policy, fail_mode="sometimes")  # type: ignore[arg-type]
@@ -334,8 +336,8 @@ async def test_failure_modes(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_closed_stream_failure_ends_with_the_record_of_what_was_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """As the middleware: what was labelled gets its record, then the stream stops (LiteLLM
-    turns the exception into its error event); the chunk that could not be labelled is not sent."""
+    """As the middleware: what was labelled gets its record, then the API's own error event, and
+    the stream stops; the chunk that could not be labelled and the rest are not sent."""
     from labeler.adapters.openai_chat import ChatStream
 
     policy = LabelPolicy(provider_name="ExampleAI", signing_key=SigningKey.generate())
@@ -348,14 +350,13 @@ async def test_closed_stream_failure_ends_with_the_record_of_what_was_sent(
         return on_event(self, event)
 
     monkeypatch.setattr(ChatStream, "on_event", failing)
-    out: list[Any] = []
-    with pytest.raises(RuntimeError, match="cannot label this chunk"):
-        chunks = _chunks(["a", "boom", "b"])
-        async for item in guard.async_post_call_streaming_iterator_hook(None, chunks, {}):
-            out.append(item)
+    chunks = _chunks(["a", "boom", "b"])
+    out = [c async for c in guard.async_post_call_streaming_iterator_hook(None, chunks, {})]
     texts = [c.choices[0].delta.content for c in out if not isinstance(c, bytes)]
-    assert "boom" not in texts and "b" not in texts
-    assert out[-1].startswith(b": AIGC ")
+    assert texts == [None, "a"]  # the role chunk, then "a": not "boom", nothing after
+    record, error = out[-1].split(b"\n\n")[:2]
+    assert record.startswith(b": AIGC ")
+    assert "cannot label this chunk" in json.loads(error.removeprefix(b"data: "))["error"]["message"]
     assert guard.stats["fail_closed"] == 1
 
 

@@ -8,7 +8,8 @@
           default_on: true
           labeler_config: /etc/labeler/labeler.toml   # else $LABELER_CONFIG and LABELER_* variables
 
-What it labels, with the same adapters and records as :class:`labeler.middleware.LabelingMiddleware`:
+What it labels, with the middleware's own labelling (:class:`~labeler.response_labeling.ResponseLabeller`,
+:class:`~labeler.stream_labeling.StreamLabeller`):
 
 * Chat Completions, Responses and Anthropic Messages answers: the visible label in the text;
   the signed GB record of the text a client shows (``media_format`` ``text``) in the ``AIGC``
@@ -40,11 +41,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
-from ..adapters import STREAM_ADAPTERS, anthropic, images, openai_chat, openai_responses
-from ..adapters.base import Labels, StreamAdapter
-from ..middleware import COMMENT_PREFIX, LabelingMiddleware
+from ..adapters import STREAM_ADAPTERS, images
+from ..adapters.base import Labels
 from ..policy import LabelPolicy
-from ..sse import Event, SSEParser, format_comment
+from ..response_labeling import TEXT_JSON_ADAPTERS, ResponseLabeller
+from ..sse import Event, format_comment
+from ..stream_labeling import COMMENT_PREFIX, StreamLabeller, Unlabelable
 from ..text import Position
 from ..verification import Verdict, verify_stream
 
@@ -55,14 +57,9 @@ __all__ = ["LabelingGuardrail", "response_text", "verify_completion"]
 
 logger = logging.getLogger("labeler.integrations.litellm")
 
-_TEXT_JSON_ADAPTERS = (openai_chat.label_json, openai_responses.label_json, anthropic.label_json)
 #: request-data key: what the success hook labelled, for the response-headers hook (plain JSON
 #: values: LiteLLM may log or copy the request data)
 _STATE_KEY = "_aigc_labeler"
-
-
-async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never called
-    raise RuntimeError("the guardrail's middleware is a record maker, not an app")
 
 
 class LabelingGuardrail(CustomGuardrail):
@@ -84,21 +81,20 @@ class LabelingGuardrail(CustomGuardrail):
         fail_mode: Literal["closed", "open"] = "closed",
         **kwargs: Any,
     ) -> None:
-        if fail_mode not in ("closed", "open"):
-            raise ValueError("fail_mode must be 'closed' or 'open'")
         if kwargs.get("default_on") is None:
             kwargs["default_on"] = True  # labelling is an obligation, not an opt-in per request
         kwargs.setdefault("event_hook", "post_call")
         super().__init__(**kwargs)
         policy = policy if policy is not None else LabelPolicy.load(labeler_config)
-        #: the middleware's record maker and headers (its app is never called)
-        self.maker = LabelingMiddleware(
-            _no_app, policy, text_position=text_position, visible_images=visible_images
+        #: what labelling means apart from any transport (the middleware's own half): options,
+        #: labels, records, headers, counters
+        self.labeller = ResponseLabeller(
+            policy, text_position=text_position, visible_images=visible_images, fail_mode=fail_mode
         )
         self.policy = policy
-        self.labels: Labels = self.maker.labels
+        self.labels: Labels = self.labeller.labels
         self.fail_mode = fail_mode
-        self.stats = self.maker.stats  #: labeled, passed, fail_open, fail_closed, unlabeled_urls
+        self.stats = self.labeller.stats  #: labeled, passed, fail_open, fail_closed, unlabeled_urls
 
     # -- whole responses --------------------------------------------------------------------------
 
@@ -121,14 +117,14 @@ class LabelingGuardrail(CustomGuardrail):
         if obj is None:
             self.stats["passed"] += 1
             return None
-        if any(label(obj, self.labels) for label in _TEXT_JSON_ADAPTERS):
+        if any(label(obj, self.labels) for label in TEXT_JSON_ADAPTERS):
             digest = hashlib.sha256(response_text(obj).encode("utf-8", "surrogatepass")).digest()
-            record = await self.maker.batch_signed_record_json(digest, "text")
+            record = await self.labeller.batch_signed_record_json(digest, "text")
             data[_STATE_KEY] = {"record": record, "unlabeled_urls": 0}
         else:
             # images are decoded, labelled and re-encoded: CPU work, off the event loop (as the middleware)
             recognised, unlabeled = await asyncio.to_thread(
-                images.label_json, obj, self.policy, self.maker.visible_images
+                images.label_json, obj, self.policy, self.labeller.visible_images, self.labeller.c2pa
             )
             if not recognised:
                 self.stats["passed"] += 1
@@ -152,7 +148,7 @@ class LabelingGuardrail(CustomGuardrail):
     ) -> dict[str, str] | None:
         labelled = data.get(_STATE_KEY)
         if isinstance(labelled, dict):
-            headers = _str_headers(self.maker.label_headers(labelled.get("record")))
+            headers = _str_headers(self.labeller.label_headers(labelled.get("record")))
             if labelled.get("unlabeled_urls"):
                 headers["AIGC-Unlabeled-URLs"] = str(labelled["unlabeled_urls"])
             return headers
@@ -161,10 +157,7 @@ class LabelingGuardrail(CustomGuardrail):
             and hasattr(response, "__aiter__")  # a stream: labelled as it goes
             and self.should_run_guardrail(data=data, event_type=GuardrailEventHooks.post_call) is True
         ):
-            headers = _str_headers(self.maker.label_headers(None))
-            if self.maker.add_headers and self.policy.signing_key is not None:
-                headers["AIGC-Provenance"] = "sse-comment"
-            return headers
+            return _str_headers(self.labeller.stream_headers(True))
         return None
 
     # -- streams ------------------------------------------------------------------------------------
@@ -172,19 +165,17 @@ class LabelingGuardrail(CustomGuardrail):
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
     ) -> AsyncGenerator[Any, None]:
-        stream = _StreamLabeller(self, request_data)
+        stream = _LiteLLMStream(self, request_data)
         async for item in response:
-            if stream.broken:
+            if stream.passing:
                 yield item
                 continue
             for out in stream.feed(item):
                 yield out
-            if stream.error is not None:
-                raise stream.error  # LiteLLM ends the stream with its error event
-        for out in stream.finish():
+            if stream.stopped:
+                return  # closed: the API's own error event is out; the rest is not sent
+        for out in stream.end():
             yield out
-        if stream.error is not None:
-            raise stream.error
 
 
 @dataclass(frozen=True)
@@ -198,114 +189,112 @@ class _ObjectEvent(Event):
         return self.obj
 
 
-class _StreamLabeller:
-    """One stream. LiteLLM hands the hook objects (chat chunks, Responses events) or SSE bytes
-    (``/v1/messages``); both go through the middleware's stream adapters. An object an adapter
-    passes on goes on as the object itself; an event it inserts or rewrites goes as SSE bytes,
-    which LiteLLM relays verbatim."""
+class _LiteLLMStream:
+    """One stream, labelled by the middleware's :class:`StreamLabeller`. LiteLLM hands the hook
+    SSE bytes (``/v1/messages``), fed to it as they are, or objects (chat chunks, Responses
+    events), each seen by the stream's adapter as an event whose JSON is the object's dump. An
+    object the adapter passes on goes on as the object itself (LiteLLM serialises it as it would
+    have); what the adapter inserts or rewrites, and the record, go as SSE bytes, which LiteLLM
+    relays verbatim."""
 
     def __init__(self, guardrail: LabelingGuardrail, request_data: dict[str, Any]) -> None:
         self.g = guardrail
-        self.adapter: StreamAdapter | None = None
-        self.parser: SSEParser | None = None  #: for byte streams
+        self.labelling = StreamLabeller(guardrail.labeller)
         self.pending: dict[bytes, Any] = {}  #: marker -> the object it stands for
         self.count = 0
-        self.newline = b"\n"
-        self.finished = False
-        self.broken = False  #: labelling failed, open mode: the rest passes untouched
-        self.error: Exception | None = None  #: labelling failed, closed mode: raised after what is due
+        self.passing = False  #: labelling failed, open mode: the rest passes untouched
+        self.stopped = False  #: labelling failed, closed mode: nothing more is sent
         model = request_data.get("model")
         self.model = model if isinstance(model, str) else None  #: as LiteLLM restamps chunks
 
     def feed(self, item: Any) -> list[Any]:
         try:
             if isinstance(item, bytes | str):
-                return self._feed_bytes(item.encode("utf-8") if isinstance(item, str) else item)
+                self.labelling.feed(item.encode("utf-8") if isinstance(item, str) else item)
+                return self._take()
             obj = _as_dict(item)
             if obj is None:
                 return [item]
             return self._feed_object(item, obj)
+        except Unlabelable as exc:
+            return self._failed(str(exc), exc.unsent, item)
         except Exception as exc:
-            return self._failed(exc, [item])
+            return self._failed(f"{type(exc).__name__}: {exc}", b"", item)
+
+    def end(self) -> list[Any]:
+        if self.passing or self.stopped:
+            return []
+        try:
+            self.labelling.end()
+            return self._take()
+        except Unlabelable as exc:
+            return self._failed(str(exc), exc.unsent, None)
+
+    def _take(self) -> list[Any]:
+        """What to send now: objects as themselves, bytes runs joined."""
+        out: list[Any] = []
+        run: list[bytes] = []
+        for piece in self.labelling.take():
+            if piece in self.pending:
+                if run:
+                    out.append(b"".join(run))
+                    run = []
+                out.append(self.pending.pop(piece))
+            elif piece:
+                run.append(piece)
+        if run:
+            out.append(b"".join(run))
+        return out
 
     def _feed_object(self, item: Any, obj: dict[str, Any]) -> list[Any]:
         self.count += 1
         marker = b"\x00litellm-object %d" % self.count
         if self.model is not None and obj.get("object") == "chat.completion.chunk":
-            obj["model"] = self.model
-        event = _ObjectEvent(raw=marker, event=None, data=None, newline=b"\n", obj=obj)
+            obj["model"] = self.model  # the label chunk's envelope as LiteLLM stamps the others
         self.pending[marker] = item
-        out = self._rewrite(event)
-        return [self.pending.pop(b) if b in self.pending else b for b in out]
-
-    def _feed_bytes(self, data: bytes) -> list[Any]:
-        if self.parser is None:
-            self.parser = SSEParser()
-        out: list[bytes] = []
-        for event in self.parser.feed(data):
-            self.newline = event.newline
-            if event.data is None and event.event is None:
-                out.append(event.raw)
-            elif event.data == "[DONE]":
-                out += [*self._finish(), event.raw]
-            else:
-                out += self._rewrite(event)
-        joined = b"".join(out)
-        return [joined] if joined else []
-
-    def _rewrite(self, event: Event) -> list[bytes]:
-        if self.adapter is not None:
-            result = self.adapter.on_event(event)
-            return [event.raw] if result is None else result
-        for adapter_type in STREAM_ADAPTERS:
-            candidate = adapter_type(self.g.labels)
-            try:
-                result = candidate.on_event(event)
-            except Exception:  # not this API's event after all
-                continue
-            if result is not None:
-                self.adapter = candidate
-                self.g.stats["labeled"] += 1
-                return result
-        return [event.raw]
-
-    def _finish(self) -> list[bytes]:
-        if self.finished or self.adapter is None:
-            return []
-        self.finished = True
-        out = self.adapter.finish()
-        if self.g.policy.signing_key is not None:
-            record = self.g.maker.record_json(self.adapter.digest.digest(), "text")
-            out.append(format_comment(COMMENT_PREFIX + record, self.newline))
-        return out
-
-    def finish(self) -> list[Any]:
-        if self.broken:
-            return []
+        event = _ObjectEvent(raw=marker, event=None, data=None, newline=b"\n", obj=obj)
+        labelling = self.labelling
+        if labelling.adapter is None:  # the first event an adapter labels chooses the API
+            for adapter_type in STREAM_ADAPTERS:
+                candidate = adapter_type(self.g.labels)
+                try:
+                    result = candidate.on_event(event)
+                except Exception:  # not this API's event after all
+                    continue
+                if result is not None:
+                    labelling.adapter = candidate
+                    self.g.stats["labeled"] += 1
+                    labelling.out += result
+                    return self._take()
+            labelling.out.append(marker)
+            return self._take()
         try:
-            tail = self.parser.flush() if self.parser is not None else b""
-            out = [*self._finish(), tail] if tail else self._finish()
-            return [b"".join(out)] if out and self.parser is not None else [*out]
-        except Exception as exc:
-            return self._failed(exc, [])
+            result = labelling.adapter.on_event(event)
+        except Exception as exc:  # what we would send is no longer what we sign: stop
+            raise Unlabelable(f"an event could not be labelled: {type(exc).__name__}: {exc}") from exc
+        labelling.out += [marker] if result is None else result
+        return self._take()
 
-    def _failed(self, exc: Exception, item: list[Any]) -> list[Any]:
-        """Open: the item as it came, and the rest of the stream untouched. Closed (as the
-        middleware): what was labelled gets its end label and record, then the stream stops."""
-        reason = f"{type(exc).__name__}: {exc}"
+    def _failed(self, reason: str, unsent: bytes, item: Any) -> list[Any]:
+        """As the middleware: closed, what was labelled gets its end label, its record and the
+        API's own error event, then the stream stops; open, the record, then the rest as it came."""
+        closed = self.g.fail_mode == "closed"
         logger.warning("stream labelling failed (%s mode): %s", self.g.fail_mode, reason)
-        if self.g.fail_mode == "open":
-            self.g.stats["fail_open"] += 1
-            self.broken = True
-            return [i for i in item if not isinstance(i, bytes) or i not in self.pending]
-        self.g.stats["fail_closed"] += 1
-        self.error = RuntimeError(f"the stream could not be labelled as AI-generated: {reason}")
-        out: list[bytes] = []
-        try:
-            out = self._finish()
-        except Exception as second:  # the end label or the signature failed too
-            logger.warning("no record for the stream: %s", second)
-        return [b"".join(out)] if out else []
+        self.g.stats["event_errors"] += 1
+        pending = self.labelling.parser.flush()
+        out = self.labelling.abandon(closed, reason)
+        joined = b"".join(p for p in out if p not in self.pending)
+        sent = [joined] if joined else []  # never an empty item: LiteLLM would send it as `data: `
+        self.pending.clear()
+        if closed:
+            self.g.stats["fail_closed"] += 1
+            self.stopped = True
+            return sent
+        self.g.stats["fail_open"] += 1
+        self.passing = True
+        if item is None or isinstance(item, bytes | str):  # the bytes parsed but not sent
+            return [*sent, unsent + pending] if unsent + pending else sent
+        return [*sent, item]
 
 
 def _as_dict(response: Any) -> dict[str, Any] | None:
