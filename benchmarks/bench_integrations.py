@@ -224,7 +224,10 @@ def bench_litellm(args: argparse.Namespace) -> None:
             ]
             stack.enter_context(_process(command, env, f"http://127.0.0.1:{port}/health/liveliness"))
             clients[name] = openai.OpenAI(
-                api_key=master, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0
+                api_key=master,
+                base_url=f"http://127.0.0.1:{port}/v1",
+                # a pooled connection idle past uvicorn's keep-alive may be closed as it is reused
+                max_retries=2,
             )
 
         def chat(client: openai.OpenAI) -> float:
