@@ -172,8 +172,11 @@ class LabelingGuardrail(CustomGuardrail):
                 continue
             for out in stream.feed(item):
                 yield out
-            if stream.stopped:
-                return  # closed: the API's own error event is out; the rest is not sent
+            if stream.stopped:  # closed: the API's own error event is out; the rest is not sent
+                aclose = getattr(response, "aclose", None)
+                if aclose is not None:
+                    await aclose()  # the upstream's stream is released now, not when collected
+                return
         for out in stream.end():
             yield out
 
