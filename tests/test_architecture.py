@@ -129,6 +129,7 @@ def test_explicit_labels_live_in_one_room() -> None:
 WING_DOORS = {
     "labeler.watermark": {"labeler.explicit.marking"},  # the mark rides the visible label's re-encode
     "labeler.platform": {"labeler.cli"},  # labeler check
+    "labeler.distributed": {"labeler.cli"},  # labeler apply/verify --engine ray
 }
 
 

@@ -24,7 +24,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..batch import TEXT_SUFFIXES, Options, describe_error, is_labeled, label_data, one_line
+from ..batch import (
+    TEXT_SUFFIXES,
+    NotRegularFileError,
+    Options,
+    describe_error,
+    is_labeled,
+    label_data,
+    one_line,
+)
 from ..errors import LabelerError
 from .report import COLUMNS
 from .storage import Store, require
@@ -87,6 +95,8 @@ class _Worker:
                 row.update(self._apply(rel, source))
             else:
                 row.update(self._verify(rel, source))
+        except NotRegularFileError as exc:  # a local FIFO, socket, device: never opened
+            row.update(status="ignored" if job.action == "apply" else "unreadable", detail=one_line(exc))
         except Exception as exc:  # one bad object fails alone, whatever raised
             failed = "failed" if job.action == "apply" else "unreadable"
             row.update(status=failed, detail=describe_error(exc))
@@ -137,10 +147,10 @@ def connect(address: str | None, workers: int | None) -> int:
     require("ray.data")
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         else:
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     logging_level="WARNING", log_to_driver=False)  # fmt: skip
+                     logging_level="ERROR", log_to_driver=False)  # fmt: skip
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return max(1, min(workers or cpus, cpus))
 
@@ -171,7 +181,7 @@ def run(
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI shows one bar for the whole run
     ctx.max_errored_blocks = -1  # a lost batch is listed as failed, the others go on
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     blocks = min(len(keys), max(workers, math.ceil(len(keys) / batch_size)))
     ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=blocks)
     ds = ds.map_batches(
