@@ -155,10 +155,15 @@ def connect(address: str | None, workers: int | None) -> int:
     return max(1, min(workers or cpus, cpus))
 
 
+#: Settings that reach the workers from the driver's environment. Names, paths, switches and
+#: endpoints only: credentials (AWS_SECRET_ACCESS_KEY...) and key material never travel with a job.
+FORWARDED = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
 def _forwarded_env() -> dict[str, str]:
-    """``LABELER_*`` settings (names, paths, switches: never key material) for the workers, which
-    don't share this process's environment on a real cluster."""
-    return {k: v for k, v in os.environ.items() if k.startswith("LABELER_")}
+    """``LABELER_*`` settings and the S3 endpoint for the workers, which don't share this
+    process's environment on a real cluster."""
+    return {k: v for k, v in os.environ.items() if k.startswith("LABELER_") or k in FORWARDED}
 
 
 def run(
@@ -171,7 +176,7 @@ def run(
 ) -> Iterator[list[dict[str, Any]]]:
     """The rows of ``job``, a batch at a time as workers finish (in no particular order). A key
     whose batch never came back (its worker died and Ray gave up) is a ``failed`` row at the end."""
-    keys = list(job.source.keys())
+    keys = list(job.source.names())
     if on_listed is not None:
         on_listed(len(keys))
     if not keys:
@@ -189,7 +194,7 @@ def run(
         fn_kwargs={"job": job},
         batch_size=batch_size,
         batch_format="numpy",
-        compute=ray.data.TaskPoolStrategy(size=workers),
+        compute=ray.data.TaskPoolStrategy(size=min(workers, blocks)),
         num_cpus=1,
         runtime_env={"env_vars": _forwarded_env()},
     )

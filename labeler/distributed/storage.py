@@ -42,12 +42,16 @@ class Store:
     secret: credentials come from each worker's environment), and opens the file system itself.
     """
 
-    def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, options: Mapping[str, Any] | None = None, single: bool | None = None
+    ) -> None:
         self.url = url
         self.options = dict(options or {})
+        if single is not None:  # known on the driver: workers don't ask again
+            self.__dict__["single"] = single
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Store, (self.url, self.options))
+        return (Store, (self.url, self.options, self.__dict__.get("single")))
 
     @functools.cached_property
     def _opened(self) -> tuple[Any, str]:
@@ -83,7 +87,7 @@ class Store:
         """A path as the user would write it: with its scheme (``s3://bucket/key``)."""
         return path if self.local else str(self.fs.unstrip_protocol(path))
 
-    def keys(self) -> Iterator[str]:
+    def names(self) -> Iterator[str]:
         """Every object under the root (or the root itself, if it is one), as a path relative to
         it, sorted. Dot-names are passed over as the local engine does; on file systems where we
         rename, the temporaries of a killed run are removed."""
