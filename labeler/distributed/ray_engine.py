@@ -149,7 +149,7 @@ def connect(address: str | None, workers: int | None) -> int:
         if address:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
                      logging_level="ERROR", log_to_driver=False)  # fmt: skip
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return max(1, min(workers or cpus, cpus))
