@@ -77,7 +77,7 @@ def _process_batch(batch: dict[str, Any], job: Job) -> Any:
     if job.action == "apply":
         policy = _policy(job.config, tuple(sorted(_forwarded_env().items())))
     worker = _Worker(job, policy)
-    rows = [worker.one(str(key)) for key in batch["key"]]
+    rows = [worker.one(str(key), bool(there)) for key, there in zip(batch["key"], batch["out"], strict=True)]
     return pa.Table.from_pylist(rows, schema=_schema())
 
 
@@ -86,13 +86,14 @@ class _Worker:
         self.job = job
         self.policy = policy
 
-    def one(self, rel: str) -> dict[str, Any]:
+    def one(self, rel: str, exists: bool = True) -> dict[str, Any]:
+        """``exists``: the driver's listing of the outputs has ``rel`` (else it is not read)."""
         job, start = self.job, time.perf_counter()
         source = job.source.path(rel)
         row: dict[str, Any] = {"key": job.source.display(source), "verdict": "", "detail": "", "bytes": 0}
         try:
             if job.action == "apply":
-                row.update(self._apply(rel, source))
+                row.update(self._apply(rel, source, exists))
             else:
                 row.update(self._verify(rel, source))
         except NotRegularFileError as exc:  # a local FIFO, socket, device: never opened
@@ -103,11 +104,11 @@ class _Worker:
         row["ms"] = (time.perf_counter() - start) * 1000
         return row
 
-    def _apply(self, rel: str, source: str) -> dict[str, Any]:
+    def _apply(self, rel: str, source: str, exists: bool) -> dict[str, Any]:
         job, name = self.job, rel.rpartition("/")[2]
         assert self.policy is not None
         store, target = (job.out, job.out.path(rel)) if job.out else (job.source, source)
-        if job.out is not None and not job.options.relabel:
+        if job.out is not None and not job.options.relabel and exists:
             earlier = job.out.read_if_exists(target)
             if earlier is not None and is_labeled(name, earlier):  # resumed: the source isn't read
                 return {"status": "skipped", "detail": "output exists and is labeled", "bytes": len(earlier)}
@@ -166,6 +167,14 @@ def _forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("LABELER_") or k in FORWARDED}
 
 
+def _names(store: Store) -> Iterator[str]:
+    """The names under ``store``; none when it does not exist yet."""
+    try:
+        yield from store.names()
+    except FileNotFoundError:
+        return
+
+
 def run(
     job: Job,
     *,
@@ -188,7 +197,11 @@ def run(
     ctx.max_errored_blocks = -1  # a lost batch is listed as failed, the others go on
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     blocks = min(len(keys), max(workers, math.ceil(len(keys) / batch_size)))
-    ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=blocks)
+    # One listing of the outputs (a LIST per 1,000 keys on S3) instead of a HEAD per key: a key
+    # with no output yet is labelled without looking, one that has one is read and checked.
+    done = set(_names(job.out)) if job.out is not None and not job.options.relabel else set()
+    items = [{"key": k, "out": k in done} for k in keys]
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(
         _process_batch,
         fn_kwargs={"job": job},
@@ -198,16 +211,16 @@ def run(
         num_cpus=1,
         runtime_env={"env_vars": _forwarded_env()},
     )
-    done: set[str] = set()
+    seen: set[str] = set()
     try:
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             rows = table.to_pylist()
-            done.update(row["key"] for row in rows)
+            seen.update(row["key"] for row in rows)
             yield rows
     except ray.exceptions.RayError as exc:
         raise LabelerError(f"the Ray run failed: {one_line(exc, 500)}") from None
     lost = [job.source.display(job.source.path(k)) for k in keys]
-    lost = [key for key in lost if key not in done]
+    lost = [key for key in lost if key not in seen]
     if lost:
         failed = "failed" if job.action == "apply" else "unreadable"
         why = "its worker died or its batch was lost; run again to finish it"

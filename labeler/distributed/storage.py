@@ -56,8 +56,12 @@ class Store:
     @functools.cached_property
     def _opened(self) -> tuple[Any, str]:
         core = require("fsspec.core")
+        options = dict(self.options)
+        if self.url.startswith(("s3://", "s3a://")):
+            # one GET per object, no HEAD first: objects are read whole and keys run in parallel
+            options.setdefault("max_concurrency", 1)
         try:
-            fs, root = core.url_to_fs(self.url, **self.options)
+            fs, root = core.url_to_fs(self.url, **options)
         except ImportError as exc:  # fsspec names the package a protocol needs (s3fs, ossfs...)
             raise MissingExtraError(f"{self.url}: {exc} ({EXTRA_HINT})") from None
         return fs, root.rstrip("/")
