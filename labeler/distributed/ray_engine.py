@@ -143,7 +143,8 @@ def _schema() -> Any:
 
 def connect(address: str | None, workers: int | None) -> int:
     """Join the cluster at ``address`` (``auto``, ``ray://host:10001``, a GCS address), or start a
-    local one with ``workers`` CPUs. Returns the number of workers to run (default: all CPUs)."""
+    local one with ``workers`` CPUs. Returns the number of tasks to run at once (default: one per
+    CPU; more than the CPUs overlaps object-store round trips: each task then asks for a share)."""
     ray = require("ray")
     require("ray.data")
     if not ray.is_initialized():
@@ -152,8 +153,7 @@ def connect(address: str | None, workers: int | None) -> int:
         else:
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
                      logging_level="ERROR", log_to_driver=False)  # fmt: skip
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, min(workers or cpus, cpus))
+    return max(1, workers or int(ray.cluster_resources().get("CPU", 1)))
 
 
 #: Settings that reach the workers from the driver's environment. Names, paths, switches and
@@ -208,7 +208,7 @@ def run(
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.TaskPoolStrategy(size=min(workers, blocks)),
-        num_cpus=1,
+        num_cpus=min(1.0, ray.cluster_resources().get("CPU", 1) / workers),
         runtime_env={"env_vars": _forwarded_env()},
     )
     seen: set[str] = set()
