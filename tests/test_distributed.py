@@ -327,3 +327,67 @@ def test_example_script_runs_against_ray_start_head(tmp_path: Path, env: dict[st
     assert "4 labeled, 0 skipped (already labeled), 0 failed" in done.stdout
     assert "4 verified" in done.stdout
     assert json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])["status"] == "verified"
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def _descends_from_us(pid: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == os.getpid():
+            return True
+    return False
+
+
+def _task_workers() -> list[int]:
+    """Worker processes of the cluster this test process started (none of anyone else's)
+    running one of our batches: Ray titles them after the task."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            title = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (
+            proc.name.isdigit()
+            and b"MapBatches(_process_batch)" in title
+            and _descends_from_us(int(proc.name))
+        ):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds Ray workers through /proc")
+def test_worker_killed_mid_run(tmp_path: Path, cluster: str, env: dict[str, str]) -> None:
+    """SIGKILL a worker process of our test cluster while it labels a batch: the run still ends
+    (Ray retries the batch, or lists it as failed), and after at most one re-run every file is
+    labelled exactly once."""
+    files = _inputs(60, size=(256, 192))
+    source, output = Store(str(tmp_path / "in")), Store(str(tmp_path / "out"))
+    _upload(source, files)
+    cmd = _cli("apply", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--engine", "ray")
+    proc = subprocess.Popen([*cmd, "--address", cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = 0
+    deadline = time.monotonic() + 60
+    while not killed and proc.poll() is None and time.monotonic() < deadline:
+        if _count_outputs(output) >= 2:
+            for pid in _task_workers()[:1]:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=120)
+    assert killed, "no worker to kill: the run ended first"
+    assert proc.returncode in (0, 1), err
+    rerun = subprocess.run([*cmd, "--address", cluster], capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    trust = _trust(env)
+    assert sorted(_keys(output)) == sorted(files)
+    for rel in files:
+        assert _labelled_once(rel, output.read(output.path(rel)), trust), rel

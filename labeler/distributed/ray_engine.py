@@ -22,12 +22,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..batch import (
     TEXT_SUFFIXES,
+    GroupCommit,
     NotRegularFileError,
     Options,
+    Task,
     describe_error,
     is_labeled,
     label_data,
@@ -43,9 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Job", "connect", "run"]
 
-#: Keys per batch (and per block): enough to amortise a task's overhead (~ms), few enough that a
-#: killed worker loses little and the progress bar moves.
-BATCH = 32
+#: Keys per batch (and per block), as the local engine's group: enough to amortise a task and a
+#: sync, few enough that a killed worker loses little and the progress bar moves.
+BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -78,17 +81,32 @@ def _process_batch(batch: dict[str, Any], job: Job) -> Any:
         policy = _policy(job.config, tuple(sorted(_forwarded_env().items())))
     worker = _Worker(job, policy)
     rows = [worker.one(str(key), bool(there)) for key, there in zip(batch["key"], batch["out"], strict=True)]
+    worker.commit(rows)
     return pa.Table.from_pylist(rows, schema=_schema())
 
 
 class _Worker:
+    """Labels or verifies one batch. Outputs on a local disk are committed together through the
+    local engine's :class:`GroupCommit` (one sync per batch, not one per file)."""
+
     def __init__(self, job: Job, policy: LabelPolicy | None) -> None:
         self.job = job
         self.policy = policy
+        target = job.out or job.source
+        self.group = GroupCommit() if job.action == "apply" and target.local else None
+        self.pending: dict[Task, int] = {}  #: row index of each output in the group
+        self.count = 0  #: rows so far
+
+    def commit(self, rows: list[dict[str, Any]]) -> None:
+        if self.group is None:
+            return
+        for task, why in self.group.commit().items():
+            rows[self.pending[task]].update(status="failed", detail=why)
 
     def one(self, rel: str, exists: bool = True) -> dict[str, Any]:
         """``exists``: the driver's listing of the outputs has ``rel`` (else it is not read)."""
         job, start = self.job, time.perf_counter()
+        self.count += 1
         source = job.source.path(rel)
         row: dict[str, Any] = {"key": job.source.display(source), "verdict": "", "detail": "", "bytes": 0}
         try:
@@ -114,8 +132,13 @@ class _Worker:
                 return {"status": "skipped", "detail": "output exists and is labeled", "bytes": len(earlier)}
         data = job.source.read(source)
         status, out, detail = label_data(name, data, None, self.policy, job.options)
-        if out is not None:
-            store.write(target, out, like=source if job.source.local else None)
+        if out is not None and self.group is not None:
+            mode = os.stat(source).st_mode if job.source.local else 0o644
+            task = Task(Path(source), Path(target))
+            self.group.add(task, out, mode)
+            self.pending[task] = self.count - 1
+        elif out is not None:
+            store.write(target, out)
         return {"status": status, "detail": detail, "bytes": len(data)}
 
     def _verify(self, rel: str, source: str) -> dict[str, Any]:
