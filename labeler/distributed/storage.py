@@ -91,10 +91,11 @@ class Store:
         """A path as the user would write it: with its scheme (``s3://bucket/key``)."""
         return path if self.local else str(self.fs.unstrip_protocol(path))
 
-    def names(self) -> Iterator[str]:
+    def names(self, clean: bool = True) -> Iterator[str]:
         """Every object under the root (or the root itself, if it is one), as a path relative to
         it, sorted. Dot-names are passed over as the local engine does; on file systems where we
-        rename, the temporaries of a killed run are removed."""
+        rename, the temporaries of a killed run are removed (``clean``: as the local engine, a
+        run assumes it is the only one writing there)."""
         fs, root = self.fs, self.root
         if self.single:
             yield root.rpartition("/")[2]
@@ -103,7 +104,7 @@ class Store:
             rel = path[len(root) :].lstrip("/")
             name = rel.rpartition("/")[2]
             if any(part.startswith(".") for part in rel.split("/")):
-                if _TEMP_MARK in name and not self.atomic_put:
+                if clean and _TEMP_MARK in name and not self.atomic_put:
                     fs.rm_file(path)  # debris of a killed run: ours to remove
                 continue
             yield rel
