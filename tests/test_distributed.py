@@ -393,3 +393,37 @@ def test_worker_killed_mid_run(tmp_path: Path, cluster: str, env: dict[str, str]
     assert sorted(_keys(output)) == sorted(files)
     for rel in files:
         assert _labelled_once(rel, output.read(output.path(rel)), trust), rel
+
+
+class _PoisonStore(Store):
+    """A source whose ``poison.jpg`` kills the worker process reading it (as a crash in a C
+    library would). Sent to the workers by value (cloudpickle), like the test module."""
+
+    def read(self, path: str) -> bytes:
+        if path.endswith("poison.jpg"):
+            os._exit(1)
+        return super().read(path)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_PoisonStore, (self.url, self.options, self.__dict__.get("single")))
+
+
+@pytest.mark.slow
+def test_a_file_that_kills_its_worker_fails_alone(tmp_path: Path, cluster: str, env: dict[str, str]) -> None:
+    from ray import cloudpickle
+
+    from labeler.batch import Options
+    from labeler.distributed.ray_engine import Job, run
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        files = {**_inputs(10), "poison.jpg": encode(make_image(), "JPEG")}
+        _upload(Store(str(tmp_path / "in")), files)
+        job = Job(
+            "apply", _PoisonStore(str(tmp_path / "in")), Store(str(tmp_path / "out")), options=Options()
+        )
+        rows = {Path(r["key"]).name: r for batch in run(job, workers=2) for r in batch}
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert rows.pop("poison.jpg")["detail"] == "its worker process died while working on this file (3 times)"
+    assert {r["status"] for r in rows.values()} == {"labeled"} and len(rows) == 10

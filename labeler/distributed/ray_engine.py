@@ -206,24 +206,43 @@ def run(
     batch_size: int = BATCH,
     on_listed: Callable[[int], None] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """The rows of ``job``, a batch at a time as workers finish (in no particular order). A key
-    whose batch never came back (its worker died and Ray gave up) is a ``failed`` row at the end."""
+    """The rows of ``job``, a batch at a time as workers finish (in no particular order).
+
+    A batch whose worker keeps dying (Ray retries it twice) is run again one key per task, so a
+    file that kills its worker (a crash in a C library, the OOM killer) fails alone, as in the
+    local engine; a key that kills its worker twice more is a ``failed`` row."""
     keys = list(job.source.names())
     if on_listed is not None:
         on_listed(len(keys))
     if not keys:
         return
     workers = connect(address, workers)
-    ray = require("ray")
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the CLI shows one bar for the whole run
-    ctx.max_errored_blocks = -1  # a lost batch is listed as failed, the others go on
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    blocks = min(len(keys), max(workers, math.ceil(len(keys) / batch_size)))
     # One listing of the outputs (a LIST per 1,000 keys on S3) instead of a HEAD per key: a key
     # with no output yet is labelled without looking, one that has one is read and checked.
     done = set(_names(job.out)) if job.out is not None and not job.options.relabel else set()
-    items = [{"key": k, "out": k in done} for k in keys]
+    items = {job.source.display(job.source.path(k)): {"key": k, "out": k in done} for k in keys}
+    for batch, retries in ((batch_size, 2), (1, 1)):
+        for rows in _execute(job, list(items.values()), workers, batch, retries):
+            for row in rows:
+                items.pop(row["key"], None)
+            yield rows
+        if not items:
+            return
+    failed = "failed" if job.action == "apply" else "unreadable"
+    why = "its worker process died while working on this file (3 times)"
+    yield [{"key": k, "status": failed, "verdict": "", "detail": why, "bytes": 0, "ms": 0.0} for k in items]
+
+
+def _execute(
+    job: Job, items: list[dict[str, Any]], workers: int, batch_size: int, retries: int
+) -> Iterator[list[dict[str, Any]]]:
+    """One Ray Data pass over ``items``; a batch still failing after ``retries`` is left out."""
+    ray = require("ray")
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the CLI shows one bar for the whole run
+    ctx.max_errored_blocks = -1  # a lost batch is left out (and run again by the caller)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    blocks = min(len(items), max(workers, math.ceil(len(items) / batch_size)))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(
         _process_batch,
@@ -233,20 +252,10 @@ def run(
         compute=ray.data.TaskPoolStrategy(size=min(workers, blocks)),
         num_cpus=min(1.0, ray.cluster_resources().get("CPU", 1) / workers),
         runtime_env={"env_vars": _forwarded_env()},
+        max_retries=retries,
     )
-    seen: set[str] = set()
     try:
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            rows = table.to_pylist()
-            seen.update(row["key"] for row in rows)
-            yield rows
+            yield table.to_pylist()
     except ray.exceptions.RayError as exc:
         raise LabelerError(f"the Ray run failed: {one_line(exc, 500)}") from None
-    lost = [job.source.display(job.source.path(k)) for k in keys]
-    lost = [key for key in lost if key not in seen]
-    if lost:
-        failed = "failed" if job.action == "apply" else "unreadable"
-        why = "its worker died or its batch was lost; run again to finish it"
-        yield [
-            {"key": k, "status": failed, "verdict": "", "detail": why, "bytes": 0, "ms": 0.0} for k in lost
-        ]
