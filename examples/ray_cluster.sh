@@ -7,6 +7,9 @@
 # On a cluster you already run (KubeRay...): skip the head node, pass --address ray://HOST:10001.
 set -euo pipefail
 src="${1:?source (directory or URL)}"; out="${2:?output (directory or URL)}"
+# Ray's token authentication (its default in recent releases): the head and its clients share
+# ~/.ray/auth_token; `ray status` uses it only when told to.
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
 port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 ray start --head --block --node-ip-address 127.0.0.1 --port "$port" --num-cpus "${RAY_CPUS:-2}" \
   --include-dashboard false --disable-usage-stats > ray-head.log 2>&1 &

@@ -317,15 +317,22 @@ def test_example_script_runs_against_ray_start_head(tmp_path: Path, env: dict[st
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "LABELER_TRUST": env["KEYS"],
     }
-    done = subprocess.run(
+    proc = subprocess.Popen(
         ["bash", str(script), str(tmp_path / "in"), str(tmp_path / "out")],
         cwd=tmp_path,
         env=run_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
+        start_new_session=True,  # on a timeout, the script's own head node goes down with it
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stdout + stderr
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert "4 labeled, 0 skipped (already labeled), 0 failed" in done.stdout
     assert "4 verified" in done.stdout
     assert json.loads((tmp_path / "report.jsonl").read_text().splitlines()[0])["status"] == "verified"
