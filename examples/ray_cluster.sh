@@ -14,7 +14,13 @@ port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 ray start --head --block --node-ip-address 127.0.0.1 --port "$port" --num-cpus "${RAY_CPUS:-2}" \
   --include-dashboard false --disable-usage-stats > ray-head.log 2>&1 &
 head_pid=$!
-trap 'kill "$head_pid" 2>/dev/null; wait "$head_pid" 2>/dev/null || true' EXIT   # stops this head only
+stop_head() {  # this head only (`ray stop` would stop every Ray node on the machine)
+  kill "$head_pid" 2>/dev/null; wait "$head_pid" 2>/dev/null || true
+  case "$(cat /tmp/ray/ray_current_cluster 2>/dev/null)" in  # its pointer, stale now
+    *":$port") rm -f /tmp/ray/ray_current_cluster ;;
+  esac
+}
+trap stop_head EXIT
 address="127.0.0.1:$port"
 for _ in $(seq 120); do ray status --address "$address" > /dev/null 2>&1 && break; sleep 1; done
 labeler apply "$src" --out "$out" --engine ray --address "$address" --report run.jsonl   # re-run to resume
