@@ -57,6 +57,8 @@ __all__ = [
     "Work",
     "describe_error",
     "in_workers",
+    "is_labeled",
+    "label_data",
     "label_files",
     "label_many",
     "label_one",
@@ -301,6 +303,15 @@ def _already_labeled(data: bytes, kind: str) -> bool:
         return True
 
 
+def is_labeled(name: str, data: bytes) -> bool:
+    """Whether the file ``name`` (its suffix says if it is text) with ``data`` already carries
+    our label: the check behind "an output that exists and is labelled is skipped"."""
+    try:
+        return _already_labeled(data, _kind(Path(name), data))
+    except LabelerError:
+        return False  # not a format we label: it can't be our output
+
+
 def _kind(path: Path, data: bytes) -> str:
     kind = TEXT_SUFFIXES.get(path.suffix.lower())
     if kind:
@@ -350,42 +361,55 @@ def _label_to_group(task: Task, policy: LabelPolicy, options: Options, group: Gr
         return Outcome(task, "ignored" if task.skip else "failed", task.skip or task.error)
     try:
         data, st = read_regular(task.source, follow_symlinks=task.follow_symlinks)
-        kind = _kind(task.source, data)
-        earlier, detail = None, ""
+        earlier = None
         if task.target != task.source and not options.relabel:
             earlier = _existing_output(task.target)
-        if earlier is not None and _already_labeled(earlier, kind):
-            return Outcome(task, "skipped", "output exists and is labeled")
-        if kind == "media":
-            c2pa = _c2pa_config(options.c2pa_cert, options.c2pa_key)
-            on_existing: OnExisting = "replace" if options.relabel else "keep"
-            marks: list[MarkOutcome] = []
-            out = label_content(
-                data, policy, visible=options.visible, on_existing=on_existing, c2pa=c2pa,
-                on_watermark=marks.append,
-            )  # fmt: skip
-            detail = next((f"{m.status} to watermark" for m in marks if m.refused), "")
-            if out is data:  # kept: it carries a label already
-                return Outcome(task, "skipped", "already labeled")
-        else:
-            if not options.relabel and _already_labeled(data, kind):
-                return Outcome(task, "skipped", "already labeled")
-            text = data.decode("utf-8")
-            if kind == "markdown":
-                out_text = label_markdown(
-                    text, policy, visible=options.text_position if options.visible else None
-                )
-            else:
-                out_text = add_text_label(text, policy, options.text_position) if options.visible else text
-                if policy.signing_key is not None:
-                    out_text = mark_text(out_text, policy)
-            out = out_text.encode("utf-8")
-        group.add(task, out, st.st_mode)
-        return Outcome(task, "labeled", detail)
+        status, out, detail = label_data(task.source.name, data, earlier, policy, options)
+        if out is not None:
+            group.add(task, out, st.st_mode)
+        return Outcome(task, status, detail)
     except NotRegularFileError as exc:  # it changed since it was planned
         return Outcome(task, "ignored", one_line(exc))
     except Exception as exc:  # one bad file fails alone, whatever a third-party parser raised
         return Outcome(task, "failed", describe_error(exc))
+
+
+def label_data(
+    name: str, data: bytes, earlier: bytes | None, policy: LabelPolicy, options: Options
+) -> tuple[Literal["labeled", "skipped"], bytes | None, str]:
+    """What ``apply`` does to one file's bytes, wherever they are stored (a disk here, an object
+    store in :mod:`labeler.distributed`): ``("labeled", output, detail)``, or ``("skipped", None,
+    why)`` when the file, or ``earlier`` (the bytes already at its target), carries a label.
+    ``name`` says whether it is text (by suffix). Raises for a bad file; callers list it alone."""
+    kind = _kind(Path(name), data)
+    detail = ""
+    if earlier is not None and not options.relabel and _already_labeled(earlier, kind):
+        return "skipped", None, "output exists and is labeled"
+    if kind == "media":
+        c2pa = _c2pa_config(options.c2pa_cert, options.c2pa_key)
+        on_existing: OnExisting = "replace" if options.relabel else "keep"
+        marks: list[MarkOutcome] = []
+        out = label_content(
+            data, policy, visible=options.visible, on_existing=on_existing, c2pa=c2pa,
+            on_watermark=marks.append,
+        )  # fmt: skip
+        detail = next((f"{m.status} to watermark" for m in marks if m.refused), "")
+        if out is data:  # kept: it carries a label already
+            return "skipped", None, "already labeled"
+    else:
+        if not options.relabel and _already_labeled(data, kind):
+            return "skipped", None, "already labeled"
+        text = data.decode("utf-8")
+        if kind == "markdown":
+            out_text = label_markdown(
+                text, policy, visible=options.text_position if options.visible else None
+            )
+        else:
+            out_text = add_text_label(text, policy, options.text_position) if options.visible else text
+            if policy.signing_key is not None:
+                out_text = mark_text(out_text, policy)
+        out = out_text.encode("utf-8")
+    return "labeled", out, detail
 
 
 class GroupCommit:

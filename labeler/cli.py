@@ -182,7 +182,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     if not args.in_place and not args.out:
         raise LabelerError("say where results go: --out DIR or --in-place")
-    tasks = plan(args.paths, Path(args.out) if args.out else None, follow_symlinks=args.follow_symlinks)
+    if args.engine == "local" and (args.address or args.report or args.endpoint_url):
+        raise LabelerError("--address, --report and --endpoint-url go with --engine ray")
+    out = Path(args.out) if args.out else None
+    tasks = [] if args.engine == "ray" else plan(args.paths, out, follow_symlinks=args.follow_symlinks)
     if bool(args.c2pa_cert) != bool(args.c2pa_key):
         raise LabelerError("C2PA needs both --c2pa-cert and --c2pa-key")
     if args.max_pixels is not None:  # env wins over the TOML, and reaches the worker processes
@@ -201,6 +204,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
         c2pa_cert=args.c2pa_cert,
         c2pa_key=args.c2pa_key,
     )
+    if args.engine == "ray":  # the scale-out wing: any fsspec URL, on a Ray cluster
+        from .distributed import commands
+
+        return commands.apply(args, options)
+    args.jobs = args.jobs or os.cpu_count() or 1
     show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
     from tqdm import tqdm
 
@@ -346,6 +354,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     required = Status(args.require) if args.require else None
     anchors = Path(args.c2pa_trust).read_text() if args.c2pa_trust else None
     marks = _watermark_keys(args)
+    if args.engine == "ray":
+        if marks[0]:
+            raise LabelerError("--engine ray does not look for watermarks yet")
+        from .distributed import commands
+
+        return commands.verify(args, trust, anchors, list(STATUSES), args.require)
+    if args.address or args.report or args.endpoint_url:
+        raise LabelerError("--address, --report and --endpoint-url go with --engine ray")
+    args.jobs = args.jobs or os.cpu_count() or 1
     tasks = plan(args.paths, None, follow_symlinks=True)  # reading through a link is harmless
     results: list[tuple[Path, dict[str, Any]]] = []
     unreadable = 0
@@ -542,7 +559,7 @@ def _add_apply(sub: Subparsers) -> None:
         "rhythm tones on audio, the opening 2 s of video (compressed audio and video need ffmpeg)",
     )
     p.add_argument(
-        "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)"
+        "--jobs", "-j", type=int, help="worker processes (default: cores; --engine ray: the cluster's CPUs)"
     )
     p.add_argument("--relabel", action="store_true", help="label files even if they already carry a label")
     p.add_argument("--text-position", choices=["start", "end", "both"], default="start")
@@ -568,7 +585,27 @@ def _add_apply(sub: Subparsers) -> None:
         default=None,
         help="the invisible watermark on pictures, with their visible label (default: the config's, on)",
     )
+    _add_engine(p)
     p.set_defaults(func=cmd_apply)
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    """``--engine ray`` and its options: docs/distributed.md."""
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: processes on this machine; ray: a Ray cluster, paths may be any fsspec URL "
+        "(s3://, oss://, gs://...); needs pip install 'aigc-labeler[ray,s3]'",
+    )
+    p.add_argument(
+        "--address", help="--engine ray: the cluster (auto, ray://HOST:10001; default: start a local one)"
+    )
+    p.add_argument("--report", help="--engine ray: the results table, .parquet or .jsonl (a row per file)")
+    p.add_argument(
+        "--endpoint-url",
+        help="--engine ray: the S3-compatible endpoint (MinIO, OSS, COS...); or AWS_ENDPOINT_URL",
+    )
 
 
 def _add_verify(sub: Subparsers) -> None:
@@ -596,7 +633,7 @@ def _add_verify(sub: Subparsers) -> None:
         "--jobs",
         "-j",
         type=int,
-        default=os.cpu_count() or 1,
+        default=None,
         help="worker processes (default: cores; one per 32 files at most); output in file order either way",
     )
     p.add_argument(
@@ -611,6 +648,10 @@ def _add_verify(sub: Subparsers) -> None:
         help="a watermark key file (keygen --watermark writes one; repeatable): pictures with no "
         "readable label are checked for the mark",
     )
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="--engine ray: progress bar"
+    )
+    _add_engine(p)
     p.set_defaults(func=cmd_verify)
 
 

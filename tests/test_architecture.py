@@ -137,6 +137,7 @@ WING_DOORS = {
     "labeler.watermark": {"labeler.explicit.marking"},  # the mark rides the visible label's re-encode
     "labeler.platform": {"labeler.cli"},  # labeler check
     "labeler.integrations": set(),  # imported by the app that uses it, never by labeler itself
+    "labeler.distributed": {"labeler.cli"},  # labeler apply/verify --engine ray
 }
 
 
