@@ -116,10 +116,16 @@ class StreamLabeller:
             self.out += self._finish()
             self.out.append(event.raw)
             return
+        self.label_event(event)
+
+    def label_event(self, event: Event) -> None:
+        """Queue ``event`` as the stream's adapter rewrites it (the first event an adapter knows
+        chooses the API; before that, events pass as they came). Raises :class:`Unlabelable`
+        when the chosen adapter fails: what we would send is no longer what we sign."""
         if self.adapter is not None:
             try:
                 result = self.adapter.on_event(event)
-            except Exception as exc:  # what we would send is no longer what we sign: stop
+            except Exception as exc:
                 raise Unlabelable(f"an event could not be labelled: {type(exc).__name__}: {exc}") from exc
             if result is None:
                 self.out.append(event.raw)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
-from ..adapters import STREAM_ADAPTERS, images
+from ..adapters import images
 from ..adapters.base import Labels
 from ..policy import LabelPolicy
 from ..response_labeling import TEXT_JSON_ADAPTERS, ResponseLabeller
@@ -256,26 +256,7 @@ class _LiteLLMStream:
             obj["model"] = self.model  # the label chunk's envelope as LiteLLM stamps the others
         self.pending[marker] = item
         event = _ObjectEvent(raw=marker, event=None, data=None, newline=b"\n", obj=obj)
-        labelling = self.labelling
-        if labelling.adapter is None:  # the first event an adapter labels chooses the API
-            for adapter_type in STREAM_ADAPTERS:
-                candidate = adapter_type(self.g.labels)
-                try:
-                    result = candidate.on_event(event)
-                except Exception:  # not this API's event after all
-                    continue
-                if result is not None:
-                    labelling.adapter = candidate
-                    self.g.stats["labeled"] += 1
-                    labelling.out += result
-                    return self._take()
-            labelling.out.append(marker)
-            return self._take()
-        try:
-            result = labelling.adapter.on_event(event)
-        except Exception as exc:  # what we would send is no longer what we sign: stop
-            raise Unlabelable(f"an event could not be labelled: {type(exc).__name__}: {exc}") from exc
-        labelling.out += [marker] if result is None else result
+        self.labelling.label_event(event)
         return self._take()
 
     def _failed(self, reason: str, unsent: bytes, item: Any) -> list[Any]:
