@@ -1,7 +1,10 @@
 """Integrations' cost beside the bare route of the same tool, in one run. One function per
 section; ``--only NAME`` runs one.
 
-    .venv/bin/python benchmarks/bench_integrations.py [--only litellm] [--requests 200]
+    .venv/bin/python benchmarks/bench_integrations.py [--only litellm|gradio|wsgi] [--requests 200]
+
+gradio and wsgi are their own scripts (benchmarks/bench_gradio.py, bench_wsgi.py), run here in
+the same run; their docstrings say what they measure.
 
 litellm: two LiteLLM proxies in their own processes (the same config, one without the
 ``guardrails:`` block), before one stand-in upstream (examples/litellm/upstream.py, uvicorn, its
@@ -297,7 +300,21 @@ class NoopGuardrail(CustomGuardrail):
             yield item
 """
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"litellm": bench_litellm}
+
+def _script(name: str) -> Callable[[argparse.Namespace], None]:
+    """A section that is its own script (same machine, same run): benchmarks/``name``."""
+
+    def run(args: argparse.Namespace) -> None:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / name)], check=True)
+
+    return run
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "litellm": bench_litellm,
+    "gradio": _script("bench_gradio.py"),  # label_app beside the bare Gradio app
+    "wsgi": _script("bench_wsgi.py"),  # labeler.wsgi beside the bare Flask app
+}
 
 
 def main() -> int:
