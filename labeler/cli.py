@@ -803,7 +803,11 @@ def _add_keygen(sub: Subparsers) -> None:
         help="new NAME key; the old one retired in OUT/keys.json, still verifiable",
     )
     p.add_argument("--grace", type=float, default=3600.0, help="--rotate: seconds the old key may still sign")
-    p.add_argument("--revoke", metavar="KID", help="instead: mark key KID revoked in OUT/keys.json")
+    p.add_argument(
+        "--revoke",
+        metavar="KID",
+        help="instead: mark key KID revoked in OUT/keys.json (write --revoke=KID: an id may begin with '-')",
+    )
     p.add_argument("--reason", default="", help="--revoke: why (verifiers show it)")
     p.add_argument(
         "--watermark",

@@ -54,7 +54,8 @@ def test_a_revoked_key_is_untrusted_with_its_reason(tmp_path: Path, policy: Labe
     labelled = label_bytes(SAMPLES["png"], dataclasses.replace(policy, signing_key=old))
     assert main(["keygen", "--rotate", "--out", str(tmp_path)]) == 0
     reason = "private key leaked in incident 42"
-    assert main(["keygen", "--revoke", old.key_id, "--reason", reason, "--out", str(tmp_path)]) == 0
+    # the = form: a key id is base64url and may begin with "-", which argparse reads as an option
+    assert main(["keygen", f"--revoke={old.key_id}", "--reason", reason, "--out", str(tmp_path)]) == 0
     store = TrustStore.from_paths([tmp_path])  # its .pub.pem is still there: revocation wins
     decision = decide_trust(store, old.public_key, "2000-01-01T00:00:00Z")
     assert not decision.trusted and decision.key_status == "revoked"
