@@ -203,7 +203,8 @@ def label_with_record(
     * audio: the rhythm label "short-long-short-short" per ``policy.audio`` with the invisible
       audio mark in the samples first (WAV in place; MP3/FLAC/Ogg in one ffmpeg re-encode),
       then the record in the format's own tag;
-    * video (MP4/MOV): the visible label on the opening >= 2 s (ffmpeg), then the ``AIGC`` key;
+    * video (MP4/MOV): the visible label on the opening >= 2 s and the invisible mark in every
+      frame (one ffmpeg re-encode), then the ``AIGC`` key;
     * documents: DOCX gets the label as its first paragraph, PDF the picture label stamped on
       page 1 (:mod:`labeler.explicit.documents`); XLSX and PPTX the record only (show the label where they
       are offered); the record goes into the document properties.
@@ -224,6 +225,12 @@ def label_with_record(
 
         produce_id = produce_id or new_produce_id()  # the mark carries its hash
         data, mark = mark_sound(data, policy, produce_id, visible=visible, watermark=watermark)
+    elif fmt.kind == "video" and visible:  # the mark rides the opening-label's re-encode
+        from .explicit.marking import label_video
+
+        produce_id = produce_id or new_produce_id()
+        data, mark = label_video(data, policy, produce_id, watermark=watermark)
+        explicit = None
     elif fmt.kind == "audio" and (visible or watermark):  # MP3/FLAC/Ogg: one re-encode for both
         from .explicit.marking import mark_compressed_sound
 

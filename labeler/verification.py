@@ -182,14 +182,14 @@ def verify(
 
             verdict = dataclasses.replace(verdict, c2pa=read_content_credentials(data, c2pa_anchors))
         verdict = _require_valid_c2pa(verdict, fmt, data)
-    markable = fmt.kind in ("image", "audio")  # compressed audio is decoded by ffmpeg to look
+    markable = fmt.kind in ("image", "audio", "video")  # audio and video decoded by ffmpeg to look
     if markable and watermark is not False and (watermark or verdict.record is None):
-        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True, fmt.kind == "audio")
+        verdict = _look_for_watermark(verdict, data, watermark_keys, watermark is True, fmt.kind)
     return verdict
 
 
 def _look_for_watermark(
-    verdict: Verdict, data: bytes, keys: Sequence[MarkKey], asked: bool, sound: bool = False
+    verdict: Verdict, data: bytes, keys: Sequence[MarkKey], asked: bool, kind: str = "image"
 ) -> Verdict:
     """The invisible mark's result in the verdict (Measures Art. 6 case 3 when detected)."""
     if not keys and not asked:
@@ -198,7 +198,7 @@ def _look_for_watermark(
 
     record = verdict.record
     ids = (record.ContentProducer, record.ProduceID) if record else None
-    found = read_mark(data, keys, record_ids=ids, sound=sound)
+    found = read_mark(data, keys, record_ids=ids, sound=kind == "audio", video=kind == "video")
     problems = verdict.problems
     if found.get("detected") and record is None:
         who = found.get("producer") or f"key {found.get('key_id')}"
