@@ -283,6 +283,9 @@ class _StreamResponder(_Responder):
             out = stream.out
             if out:
                 stream.out = []
+                if len(out) == 1 and out[0] is message.get("body"):  # the event as it came
+                    await self.send(message)
+                    return
                 body = out[0] if len(out) == 1 else b"".join(out)
                 await self.send({"type": "http.response.body", "body": body, "more_body": True})
             return

@@ -65,6 +65,16 @@ class StreamLabeller:
         except EventTooLargeError as exc:
             self._rewrite_all(exc.events)
             raise Unlabelable(str(exc)) from None
+        if len(events) == 1 and self.adapter is not None:  # the usual: one event of a known API
+            event = events[0]
+            if event.data is not None and event.data != "[DONE]":
+                self.newline, self.seen_event = event.newline, True
+                try:
+                    self.label_event(event)
+                except Unlabelable as exc:
+                    exc.unsent = event.raw
+                    raise
+                return
         self._rewrite_all(events)
 
     def end(self) -> None:

@@ -181,7 +181,7 @@ class LabelingGuardrail(CustomGuardrail):
             yield out
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _ObjectEvent(Event):
     """A LiteLLM stream object seen by an adapter as an SSE event: its JSON is the dump;
     its ``raw`` is a marker that stands for the object (an adapter passing it on returns it)."""
