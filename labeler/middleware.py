@@ -153,6 +153,8 @@ async def _refuse(mw: LabelingMiddleware, send: Send, reason: str) -> None:
 class _Responder:
     """What both responders share: the app's response start, its decoder, and the way out."""
 
+    __slots__ = ("decoder", "mw", "send", "start", "state")
+
     def __init__(self, mw: LabelingMiddleware, send: Send, start: Message, coding: str, limit: int | None):
         self.mw = mw
         self.send = send
@@ -188,6 +190,8 @@ class _Responder:
 
 class _BufferedResponder(_Responder):
     """JSON and media: the body is buffered (bounded), labelled whole, sent with its length."""
+
+    __slots__ = ("buffer", "decoded", "is_json", "size")
 
     def __init__(self, mw: LabelingMiddleware, send: Send, start: Message, coding: str, is_json: bool):
         super().__init__(mw, send, start, coding, mw.max_body_size)
@@ -260,6 +264,8 @@ class _BufferedResponder(_Responder):
 class _StreamResponder(_Responder):
     """SSE: every event out the moment it is complete, labelled by a :class:`StreamLabeller`;
     the headers wait for the first event, which shows whether they may claim a label."""
+
+    __slots__ = ("fast", "held", "held_size", "raw", "stream")
 
     def __init__(self, mw: LabelingMiddleware, send: Send, start: Message, coding: str):
         super().__init__(mw, send, start, coding, None)
