@@ -80,9 +80,29 @@ class Ours(Method):
         return found.detected and found.payload == PAYLOAD
 
 
+def _imwatermark() -> Any:
+    """invisible-watermark's package. It imports torch at the top for its rivaGan method only;
+    the anchors here (dwtDct, dwtDctSvd) never touch it, so where torch is not installed (it is
+    gigabytes, with CUDA) an empty placeholder module lets the package load."""
+    try:
+        import imwatermark
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        import types
+
+        sys.modules["torch"] = types.ModuleType("torch")  # rivaGan only; never called here
+        try:
+            import imwatermark
+        finally:  # gone again: other libraries (scipy) look for a real torch in sys.modules
+            del sys.modules["torch"]
+    return imwatermark
+
+
 class InvisibleWatermark(Method):
     def __init__(self, algorithm: str) -> None:
-        from imwatermark import WatermarkDecoder, WatermarkEncoder
+        lib = _imwatermark()
+        WatermarkDecoder, WatermarkEncoder = lib.WatermarkDecoder, lib.WatermarkEncoder
 
         self.algorithm = algorithm
         self.name = f"imwatermark {algorithm}"
@@ -111,7 +131,8 @@ def methods() -> list[Method]:
     try:
         out += [InvisibleWatermark("dwtDct"), InvisibleWatermark("dwtDctSvd")]
     except ImportError:
-        print("(invisible-watermark not installed: anchors skipped)")
+        print("(invisible-watermark not installed: anchors skipped; pip install --no-deps")
+        print(" invisible-watermark PyWavelets opencv-python-headless to compare without torch)")
     return out
 
 
