@@ -13,7 +13,6 @@ says the mark is unavailable; only an explicit ``watermark=True`` raises.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 from collections.abc import Sequence
@@ -272,7 +271,7 @@ def read_mark(
                 subject = decoded_wav(data, detect(data).name)
             except LabelerError as exc:
                 return {"detected": False, "reason": f"cannot decode the audio: {exc}"}
-    elif video:  # frames one second apart from the start; the best of them counts (corrected)
+    elif video:  # frames one second apart from the start, read together (watermark.detect_frames)
         from .video import sample_frames
 
         try:
@@ -286,10 +285,7 @@ def read_mark(
         pictures = [np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in frames]
 
         def detector(_: Any, wkey: Any, threshold: float) -> Any:
-            results = [w.detect(p, wkey, threshold=threshold / len(pictures)) for p in pictures]
-            best = min(results, key=lambda r: r.p_value)
-            corrected = min(1.0, best.p_value * len(pictures))
-            return dataclasses.replace(best, p_value=corrected, threshold=threshold)
+            return w.detect_frames(pictures, wkey, threshold=threshold)
 
         subject = None
     else:

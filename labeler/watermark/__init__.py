@@ -11,6 +11,7 @@ from labeler.watermark.image import (
     Embedded,
     WatermarkCapacityError,
     detect,
+    detect_frames,
     embed,
 )
 from labeler.watermark.keys import WatermarkKey
@@ -27,6 +28,7 @@ __all__ = [
     "content_id_for",
     "detect",
     "detect_audio",
+    "detect_frames",
     "detect_wav",
     "embed",
     "embed_audio",
