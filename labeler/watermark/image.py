@@ -446,7 +446,12 @@ def detect(picture: Any, key: WatermarkKey, *, threshold: float = DEFAULT_THRESH
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIDE // 2:
         return Detection(False, 1.0, None, 0.0, threshold, reason="too small to detect")
-    r = _residual(_luma(arr))
+    return _detect_residual(_residual(_luma(arr)), key, threshold)
+
+
+def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
+    """:func:`detect` on a picture's residual (a caller with several pictures makes each once)."""
+    h, w = r.shape
     u = _tile_scale(h, w)
     sync_spec = _sync_spectrum(key)
     # stage 1: the lattice the mark was made with (re-encodes, crops, colour changes keep it).
@@ -527,16 +532,20 @@ def detect_frames(pictures: Any, key: WatermarkKey, *, threshold: float = DEFAUL
     if not arrays:
         return Detection(False, 1.0, None, 0.0, threshold, reason="no picture to detect in")
     h, w = arrays[0].shape[:2]
-    if min(h, w) >= MIN_SIDE // 2 and all(a.shape[:2] == (h, w) for a in arrays):
+    each = threshold / (2 * len(arrays))
+    if min(h, w) < MIN_SIDE // 2 or any(a.shape[:2] != (h, w) for a in arrays):
+        singles = [detect(a, key, threshold=each) for a in arrays]  # no sum: each on its own
+    else:
+        residuals = [_residual(_luma(a)) for a in arrays]  # once each: the sum and each search
         identity = np.eye(2) * TILE * _tile_scale(h, w)
-        folded = sum((_fold(_residual(_luma(a)), identity) for a in arrays), np.zeros((TILE, TILE)))
+        folded = sum((_fold(r, identity) for r in residuals), np.zeros((TILE, TILE)))
         z, oy, ox = _sync_score(folded, _sync_spectrum(key))
         p_sum = min(1.0, 2 * _STAGES * TILE * TILE * float(ndtr(-z)))
         if p_sum <= threshold:
             payload = _read_payload(folded, key, oy, ox)
             if payload is not None:
                 return Detection(True, p_sum, payload, z, threshold, float(_tile_scale(h, w)), 0.0, "", 1)
-    singles = [detect(a, key, threshold=threshold / (2 * len(arrays))) for a in arrays]
+        singles = [_detect_residual(r, key, each) for r in residuals]
     best = min(singles, key=lambda d: d.p_value)
     p_value = min(1.0, best.p_value * 2 * len(arrays))
     return dataclasses.replace(best, p_value=p_value, detected=p_value <= threshold, threshold=threshold)
