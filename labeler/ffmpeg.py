@@ -48,30 +48,26 @@ def run(*args: str | Path, cwd: Path | None = None) -> None:
         raise MalformedFileError(f"ffmpeg failed: {message[-1] if message else done.returncode}")
 
 
-def popen(*args: str | Path, cwd: Path, read: bool = False, write: bool = False) -> subprocess.Popen[bytes]:
-    """ffmpeg with raw frames through a pipe: its stdout to ``read``, its stdin to ``write``.
-    Its messages go to a file in ``cwd`` (a pipe left unread could fill and stall it); the
-    caller waits for it and, on a failure, reads why with :func:`failure`."""
+def popen(*args: str | Path, log: Path, read: bool = False, write: bool = False) -> subprocess.Popen[bytes]:
+    """ffmpeg with raw frames through a pipe: its stdout to ``read``, its stdin to ``write``,
+    run in ``log``'s directory. Its messages go to ``log`` (a pipe left unread could fill and
+    stall it); the caller waits for it and, on a failure, raises :func:`failure`."""
     cmd = [_tool("ffmpeg"), "-v", "error", "-y", *map(str, args)]
     if not write:
         cmd.insert(1, "-nostdin")
-    log = open(cwd / f"ffmpeg-{len(list(cwd.glob('ffmpeg-*.log')))}.log", "wb")  # noqa: SIM115
-    try:
+    with open(log, "wb") as messages:  # the child keeps its own copy
         return subprocess.Popen(
             cmd,
-            cwd=cwd,
+            cwd=log.parent,
             stdin=subprocess.PIPE if write else subprocess.DEVNULL,
             stdout=subprocess.PIPE if read else subprocess.DEVNULL,
-            stderr=log,
+            stderr=messages,
         )
-    finally:
-        log.close()  # the child has its own copy
 
 
-def failure(process: subprocess.Popen[bytes], cwd: Path) -> MalformedFileError:
-    """The error for an ffmpeg started by :func:`popen` that exited non-zero."""
-    logs = sorted(cwd.glob("ffmpeg-*.log"))
-    lines = [line for log in logs for line in log.read_text("utf-8", "replace").strip().splitlines()]
+def failure(process: subprocess.Popen[bytes], log: Path) -> MalformedFileError:
+    """The error for an ffmpeg started by :func:`popen` with ``log`` that exited non-zero."""
+    lines = log.read_text("utf-8", "replace").strip().splitlines()
     return MalformedFileError(f"ffmpeg failed: {lines[-1] if lines else process.returncode}")
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import LabelerError, MalformedFileError
+from ..errors import LabelerError
 from ..formats import detect
 from ..markkey import MarkKey, WatermarkUnavailableError
 from .image import decode_picture, render_visible_label
@@ -177,7 +177,7 @@ def label_video(
     the invisible mark in every frame, in the one re-encode the label already costs. Frames too
     flat to hold it stay as they are; a video whose frames can't be piped (rotated, no frame
     rate) gets the label alone, and the outcome says why."""
-    from .video import add_video_label
+    from .video import FramesNotPipedError, add_video_label
 
     text, style, second = policy.label_text, policy.visible, policy.filing_line
     want = policy.watermark if watermark is None else watermark
@@ -204,9 +204,7 @@ def label_video(
 
     try:
         out = add_video_label(data, text, style, second, mark=mark)
-    except MalformedFileError as exc:
-        if "frame by frame" not in str(exc):
-            raise
+    except FramesNotPipedError as exc:
         return add_video_label(data, text, style, second), MarkOutcome("unavailable", str(exc))
     if not marked:
         return out, MarkOutcome(refused[0] if refused else "too short", "no frame could hold the mark")  # type: ignore[arg-type]

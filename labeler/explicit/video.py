@@ -20,12 +20,16 @@ from .. import ffmpeg
 from ..errors import MalformedFileError
 from .styles import VisibleStyle
 
-__all__ = ["MIN_SECONDS", "FrameMark", "add_video_label", "sample_frames"]
+__all__ = ["MIN_SECONDS", "FrameMark", "FramesNotPipedError", "add_video_label", "sample_frames"]
 
 #: changes one raw RGB frame (bytes, width, height) into another of the same size
 FrameMark = Callable[[bytes, int, int], bytes]
 
 MIN_SECONDS = 2.0
+
+
+class FramesNotPipedError(MalformedFileError):
+    """A video whose frames can't go through a pipe as they are (rotated, no frame rate)."""
 
 
 def add_video_label(
@@ -38,8 +42,8 @@ def add_video_label(
     mark: FrameMark | None = None,
 ) -> bytes:
     """MP4 ``data`` with the label over its first ``seconds`` (>= 2) of video; with ``mark``,
-    every frame changed by it first (same re-encode). Raises :class:`MalformedFileError` for a
-    video whose frames can't go through a pipe as they are (rotated, no frame rate)."""
+    every frame changed by it first (same re-encode); :class:`FramesNotPipedError` for a video
+    whose frames can't go through a pipe as they are."""
     if seconds < MIN_SECONDS:
         raise ValueError(f"GB 45438 asks for >= {MIN_SECONDS} s of label, got {seconds}")
     from PIL import Image
@@ -90,10 +94,6 @@ def _turns(stream: dict[str, Any]) -> list[int]:
     return [t for t in out if t]
 
 
-def _rotated(stream: dict[str, Any]) -> bool:
-    return bool(_turns(stream))
-
-
 def _through(
     work: Path, stream: dict[str, Any], mark: FrameMark, overlay: str, encode: tuple[str, ...]
 ) -> None:
@@ -101,16 +101,18 @@ def _through(
     from the source, its metadata kept)."""
     width, height = int(stream["width"]), int(stream["height"])
     rate = stream.get("avg_frame_rate") or stream.get("r_frame_rate") or "0/0"
-    if _rotated(stream) or rate in ("0/0", "0"):
-        raise MalformedFileError("a rotated or variable-rate video can't take the mark frame by frame")
+    if _turns(stream) or rate in ("0/0", "0"):
+        raise FramesNotPipedError("a rotated or variable-rate video can't take the mark frame by frame")
     size = width * height * 3
+    logs = (work / "decode.log", work / "encode.log")
     decoder = ffmpeg.popen(
-        "-i", "in.mp4", "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1", cwd=work, read=True
+        "-i", "in.mp4", "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        log=logs[0], read=True,
     )  # fmt: skip
     encoder = ffmpeg.popen(
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", rate, "-i", "pipe:0",
         "-i", "in.mp4", "-i", "label.png", "-filter_complex", overlay, "-map", "1:a?", *encode,
-        cwd=work, write=True,
+        log=logs[1], write=True,
     )  # fmt: skip
     assert decoder.stdout is not None and encoder.stdin is not None
     try:
@@ -123,9 +125,9 @@ def _through(
         decoder.stdout.close()
         decoder.wait()
         encoder.wait()
-    for process in (decoder, encoder):
+    for process, log in zip((decoder, encoder), logs, strict=True):
         if process.returncode != 0:
-            raise ffmpeg.failure(process, work)
+            raise ffmpeg.failure(process, log)
 
 
 def sample_frames(data: bytes, count: int = 6, every: float = 1.0) -> tuple[int, int, list[bytes]]:
