@@ -182,8 +182,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     if not args.in_place and not args.out:
         raise LabelerError("say where results go: --out DIR or --in-place")
-    if args.engine == "local" and (args.address or args.report or args.endpoint_url):
-        raise LabelerError("--address, --report and --endpoint-url go with --engine ray")
+    _check_engine(args)
     out = Path(args.out) if args.out else None
     tasks = [] if args.engine == "ray" else plan(args.paths, out, follow_symlinks=args.follow_symlinks)
     if bool(args.c2pa_cert) != bool(args.c2pa_key):
@@ -208,7 +207,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
         from .distributed import commands
 
         return commands.apply(args, options)
-    args.jobs = args.jobs or os.cpu_count() or 1
     show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
     from tqdm import tqdm
 
@@ -354,15 +352,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     required = Status(args.require) if args.require else None
     anchors = Path(args.c2pa_trust).read_text() if args.c2pa_trust else None
     marks = _watermark_keys(args)
+    _check_engine(args)
     if args.engine == "ray":
         if marks[0]:
             raise LabelerError("--engine ray does not look for watermarks yet")
         from .distributed import commands
 
         return commands.verify(args, trust, anchors, list(STATUSES), args.require)
-    if args.address or args.report or args.endpoint_url:
-        raise LabelerError("--address, --report and --endpoint-url go with --engine ray")
-    args.jobs = args.jobs or os.cpu_count() or 1
     tasks = plan(args.paths, None, follow_symlinks=True)  # reading through a link is harmless
     results: list[tuple[Path, dict[str, Any]]] = []
     unreadable = 0
@@ -587,6 +583,14 @@ def _add_apply(sub: Subparsers) -> None:
     )
     _add_engine(p)
     p.set_defaults(func=cmd_apply)
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """The local engine refuses the Ray engine's options, and its ``-j`` defaults to the cores."""
+    if args.engine == "local":
+        if args.address or args.report or args.endpoint_url:
+            raise LabelerError("--address, --report and --endpoint-url go with --engine ray")
+        args.jobs = args.jobs or os.cpu_count() or 1
 
 
 def _add_engine(p: argparse.ArgumentParser) -> None:
