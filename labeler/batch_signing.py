@@ -42,6 +42,11 @@ class BatchSigner:
 
     async def sign(self, payload: bytes) -> str:
         """The token for ``payload`` (from :func:`provenance.encode_payload` with this key)."""
+        return await self.submit(payload)
+
+    def submit(self, payload: bytes) -> asyncio.Future[str]:
+        """The future token for ``payload``, settled at the end of this loop turn. Not a
+        coroutine: a caller deep in an app's call chain can queue now and wait where it is cheap."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         pending = self._pending.get(loop)
@@ -49,7 +54,7 @@ class BatchSigner:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
         pending.append((payload, future))
-        return await future
+        return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = [(payload, future) for payload, future in self._pending.pop(loop, []) if not future.done()]

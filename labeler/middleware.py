@@ -37,6 +37,7 @@ labelling is :class:`~labeler.stream_labeling.StreamLabeller`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import weakref
@@ -90,7 +91,15 @@ class LabelingMiddleware(ResponseLabeller):
         if not self.applies_to(path) or scope.get("method") == "HEAD":  # HEAD: headers, no content
             await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, _Dispatch(self, send))
+        dispatch = _Dispatch(self, send)
+        try:
+            await self.app(scope, receive, dispatch)
+        except Exception:
+            if dispatch.signing is not None:  # the app failed after its answer: the answer still goes
+                await dispatch.signing.finish()
+            raise
+        if dispatch.signing is not None:
+            await dispatch.signing.finish()
 
     async def _send_info(self, scope: Scope, send: Send) -> None:
         headers = [
@@ -108,12 +117,15 @@ class _Dispatch:
     """One request's send channel: at ``http.response.start`` it picks who handles the rest
     (passed on as it comes, a buffered responder, a stream responder, or a refusal)."""
 
-    __slots__ = ("handle", "mw", "send")
+    __slots__ = ("handle", "mw", "send", "signing")
 
     def __init__(self, mw: LabelingMiddleware, send: Send) -> None:
         self.mw = mw
         self.send = send
         self.handle: Send = self._start
+        #: a JSON answer waiting for its batch signature; the middleware sends it (see
+        #: :meth:`_BufferedResponder.finish`)
+        self.signing: _BufferedResponder | None = None
 
     def __call__(self, message: Message) -> Awaitable[None]:
         return self.handle(message)  # the handler's own coroutine: no extra frame per message
@@ -134,7 +146,7 @@ class _Dispatch:
             logger.warning("labeling failed (%s mode): %s", mw.fail_mode, detail)
             await _refuse(mw, self.send, detail)
         else:
-            self.handle = _BufferedResponder(mw, self.send, message, detail, mode == "json").on_send
+            self.handle = _BufferedResponder(self, message, detail, mode == "json").on_send
 
 
 async def _discard(message: Message) -> None:
@@ -189,16 +201,27 @@ class _Responder:
 
 
 class _BufferedResponder(_Responder):
-    """JSON and media: the body is buffered (bounded), labelled whole, sent with its length."""
+    """JSON and media: the body is buffered (bounded), labelled whole, sent with its length.
 
-    __slots__ = ("buffer", "decoded", "is_json", "size")
+    A JSON answer's record is signed in the loop turn's batch. The wait for it is not done in
+    the app's ``send`` (resuming the app's whole call chain costs more than the rest of the
+    labelling) but by the middleware once the app has returned; if the app is still busy when
+    the batch is signed (e.g. background tasks), a task sends the answer then."""
 
-    def __init__(self, mw: LabelingMiddleware, send: Send, start: Message, coding: str, is_json: bool):
-        super().__init__(mw, send, start, coding, mw.max_body_size)
+    __slots__ = ("app_returned", "buffer", "decoded", "dispatch", "is_json", "sending", "signed", "size")
+
+    def __init__(self, dispatch: _Dispatch, start: Message, coding: str, is_json: bool):
+        mw = dispatch.mw
+        super().__init__(mw, dispatch.send, start, coding, mw.max_body_size)
+        self.dispatch = dispatch
         self.is_json = is_json
         self.buffer: list[bytes] = []
         self.size = 0
         self.decoded: list[bytes] = []
+        #: (body, extra headers, ProduceID, future token, the body as the app sent it)
+        self.signed: tuple[bytes, list[tuple[bytes, bytes]], str, asyncio.Future[str], bytes] | None = None
+        self.sending: asyncio.Task[None] | None = None
+        self.app_returned = False
 
     async def on_send(self, message: Message) -> None:
         if message["type"] != "http.response.body":
@@ -238,7 +261,16 @@ class _BufferedResponder(_Responder):
         self.buffer, self.decoded = [], []
         try:
             if self.is_json:
-                labelled = await mw.label_json_signed(raw)
+                labelled = mw.label_json(raw)
+                if labelled is not None:
+                    digest = hashlib.sha256(labelled[0]).digest()
+                    queued = mw.queue_record(digest, "json")
+                    if queued is not None:  # sent by finish(), once the batch is signed
+                        self.signed = (*labelled, *queued, encoded)
+                        queued[1].add_done_callback(self._on_signed)
+                        self.dispatch.signing = self
+                        return
+                    labelled = labelled[0], mw.label_headers(mw.record_json(digest, "json")) + labelled[1]
             else:
                 labelled = await anyio.to_thread.run_sync(mw.label_media, raw, limiter=mw.media_limiter())
         except Exception as exc:
@@ -249,12 +281,37 @@ class _BufferedResponder(_Responder):
             await self.send(self.start)
             await self.send({"type": "http.response.body", "body": encoded})
             return
-        new_body, extra = labelled
+        await self._send_labelled(*labelled)
+
+    async def _send_labelled(self, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
         headers = self.headers()
-        headers.append((b"content-length", str(len(new_body)).encode("ascii")))
-        mw.stats["labeled"] += 1
+        headers.append((b"content-length", str(len(body)).encode("ascii")))
+        self.mw.stats["labeled"] += 1
         await self.send({**self.start, "headers": headers + extra})
-        await self.send({"type": "http.response.body", "body": new_body})
+        await self.send({"type": "http.response.body", "body": body})
+
+    def _on_signed(self, token: asyncio.Future[str]) -> None:
+        if not self.app_returned and self.sending is None and not token.cancelled():
+            self.sending = asyncio.get_running_loop().create_task(self._send_signed())  # app still busy
+
+    async def finish(self) -> None:
+        """After the app returned: the signed answer goes out (or has, if the app was slow)."""
+        self.app_returned = True
+        if self.sending is None:
+            await self._send_signed()
+        else:
+            await self.sending
+
+    async def _send_signed(self) -> None:
+        assert self.signed is not None
+        body, extra, produce_id, token, encoded = self.signed
+        self.signed = None
+        try:
+            record = self.mw.signed_record_json(produce_id, await token)
+        except Exception as exc:  # the signing key failed (e.g. a remote signer)
+            await self.fail(f"{type(exc).__name__}: {exc}", encoded)
+            return
+        await self._send_labelled(body, self.mw.label_headers(record) + extra)
 
     async def _give_up(self, reason: str, body: bytes, more: bool) -> None:
         buffered, self.buffer = b"".join(self.buffer), []

@@ -9,6 +9,7 @@ out, threads, and what the client sees on a failure stay with the transport.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hashlib
 import json
@@ -188,10 +189,22 @@ class ResponseLabeller:
 
     async def batch_signed_record_json(self, digest: bytes, media_format: str) -> str:
         """:meth:`record_json`, signed in a batch with the other records of this loop turn."""
-        if self.batcher is None or self._payloads is None:
+        queued = self.queue_record(digest, media_format)
+        if queued is None:
             return self.record_json(digest, media_format)
+        produce_id, token = queued
+        return self.signed_record_json(produce_id, await token)
+
+    def queue_record(self, digest: bytes, media_format: str) -> tuple[str, asyncio.Future[str]] | None:
+        """``(ProduceID, future token)``: the record's signature queued in this loop turn's batch
+        (:meth:`signed_record_json` makes the record once it is settled); None without a batch
+        signer (then :meth:`record_json` signs, or not, on the spot)."""
+        if self.batcher is None or self._payloads is None:
+            return None
         produce_id = new_produce_id()
-        token = await self.batcher.sign(self._payloads.payload(produce_id, media_format, digest))
+        return produce_id, self.batcher.submit(self._payloads.payload(produce_id, media_format, digest))
+
+    def signed_record_json(self, produce_id: str, token: str) -> str:
         return AigcRecord.first_write_json(self.policy.producer, produce_id, token)
 
     def _constant_headers(self) -> Headers:

@@ -489,3 +489,131 @@ async def test_a_batch_signed_verdict_says_where_in_its_batch_it_is(
     summaries = [verify_response(r.headers, r.content, trust).to_dict()["provenance"] for r in replies]
     assert sorted(s["batch"]["index"] for s in summaries) == [0, 1, 2]
     assert {s["batch"]["size"] for s in summaries} == {3}
+
+
+# -- the answer waits for its batch signature outside the app, never behind the app's later work ---
+
+
+def _chat_answer() -> dict[str, object]:
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    }
+
+
+async def _drive(app: object) -> tuple[list[dict[str, object]], BaseException | None]:
+    """One POST through ``app`` in process; the messages it sent, and what it raised."""
+    sent: list[dict[str, object]] = []
+    requested = False
+
+    async def receive() -> dict[str, object]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [],
+        "query_string": b"",
+    }
+    try:
+        await app(scope, receive, send)  # type: ignore[operator]
+    except Exception as exc:
+        return sent, exc
+    return sent, None
+
+
+async def test_the_answer_goes_out_while_the_app_is_still_busy_after_it(
+    policy: LabelPolicy, trust: TrustStore
+) -> None:
+    """Starlette's background tasks run after the response is sent: the batch wait must not hold
+    the signed answer back until the app returns."""
+    answered = asyncio.Event()
+
+    async def background() -> None:
+        await asyncio.wait_for(answered.wait(), 5)  # times out if the answer waits for the app
+
+    async def chat(request: Request) -> Response:
+        from starlette.background import BackgroundTask
+
+        return JSONResponse(_chat_answer(), background=BackgroundTask(background))
+
+    inner = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    app = wrap(inner, policy)
+
+    async def watch(app_: object) -> tuple[list[dict[str, object]], BaseException | None]:
+        async def send_and_notice(scope: object, receive: object, send: object) -> None:
+            async def noticing(message: dict[str, object]) -> None:
+                await send(message)  # type: ignore[operator]
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    answered.set()
+
+            await app_(scope, receive, noticing)  # type: ignore[operator]
+
+        return await _drive(send_and_notice)
+
+    sent, error = await watch(app)
+    assert error is None
+    start, body = sent
+    headers = dict(start["headers"])  # type: ignore[arg-type]
+    assert verify_response(headers, body["body"], trust).status is Status.VERIFIED  # type: ignore[arg-type]
+
+
+async def test_an_app_failing_after_its_answer_still_delivers_it(
+    policy: LabelPolicy, trust: TrustStore
+) -> None:
+    async def inner(scope: object, receive: object, send: object) -> None:
+        body = json.dumps(_chat_answer()).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+        raise RuntimeError("the app's own bug, after answering")
+
+    sent, error = await _drive(wrap(inner, policy))
+    assert isinstance(error, RuntimeError)  # the app's error still reaches the server
+    start, body = sent
+    assert verify_response(dict(start["headers"]), body["body"], trust).status is Status.VERIFIED  # type: ignore[arg-type]
+    assert b"hi" in body["body"]  # type: ignore[operator]
+
+
+def test_background_work_does_not_delay_the_answer_under_a_real_server(
+    policy: LabelPolicy, trust: TrustStore
+) -> None:
+    import threading
+
+    received, seen = threading.Event(), []
+
+    async def background() -> None:  # waits (up to 10 s) for the client to hold the answer
+        seen.append(await asyncio.to_thread(received.wait, 10))
+
+    async def chat(request: Request) -> Response:
+        from starlette.background import BackgroundTask
+
+        return JSONResponse(_chat_answer(), background=BackgroundTask(background))
+
+    app = wrap(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]), policy)
+    with serve(app) as url:
+        reply = httpx.post(f"{url}/v1/chat/completions", json={}, timeout=30)
+        received.set()
+        for _ in range(200):  # the background task notices within its wait
+            if seen:
+                break
+            time.sleep(0.05)
+    assert verify_response(reply.headers, reply.content, trust).status is Status.VERIFIED
+    assert seen == [True]  # the client had the answer while the background work still ran
