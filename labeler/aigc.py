@@ -68,6 +68,15 @@ def check_charset(name: str, value: str) -> str:
     return value
 
 
+_ALLOWED_BYTES = bytes(c for c in range(0x21, 0x7F) if c not in (0x22, 0x5C))
+
+
+def _allowed_fast(value: str) -> bool:
+    """``_ALLOWED.fullmatch(value)`` by one ``bytes.translate``: a token is 1,000 characters,
+    and the regex over them cost more than writing the record."""
+    return value.isascii() and not value.encode("ascii").translate(None, _ALLOWED_BYTES)
+
+
 def new_produce_id() -> str:
     """A unique, time-sortable content id: 48-bit ms timestamp + 80 random bits, as 32 hex."""
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"  # os.urandom: the CSPRNG
@@ -119,7 +128,12 @@ class AigcRecord:
         known valid (a policy's producer, our produce ids and tokens), without the dataclass:
         the middleware's per-response path."""
         fields = (producer, produce_id, reserved_code1)
-        if _ALLOWED.fullmatch("".join(fields)) is None or not producer or not produce_id:
+        if (
+            _ALLOWED.fullmatch(producer + produce_id) is None
+            or not producer
+            or not produce_id
+            or not _allowed_fast(reserved_code1)
+        ):
             return AigcRecord.first_write(*fields).to_json()  # raises, naming the culprit
         return (
             f'{{"Label":"1","ContentProducer":"{producer}","ProduceID":"{produce_id}",'

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 
 from .provenance import sign_payloads
 from .signing import SigningKey
@@ -20,7 +21,7 @@ __all__ = ["BatchSigner"]
 
 logger = logging.getLogger("labeler.batch_signing")
 
-_Pending = list[tuple[bytes, "asyncio.Future[str]"]]
+_Waiter = tuple[bytes, "asyncio.Future[str]", "Callable[[], None] | None"]
 
 
 class BatchSigner:
@@ -29,7 +30,7 @@ class BatchSigner:
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
-        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pending] = (
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Waiter]] = (
             weakref.WeakKeyDictionary()
         )
         self._tasks: set[asyncio.Task[None]] = set()  # remote batches in flight (kept referenced)
@@ -44,20 +45,21 @@ class BatchSigner:
         """The token for ``payload`` (from :func:`provenance.encode_payload` with this key)."""
         return await self.submit(payload)
 
-    def submit(self, payload: bytes) -> asyncio.Future[str]:
+    def submit(self, payload: bytes, settled: Callable[[], None] | None = None) -> asyncio.Future[str]:
         """The future token for ``payload``, settled at the end of this loop turn. Not a
-        coroutine: a caller deep in an app's call chain can queue now and wait where it is cheap."""
+        coroutine: a caller deep in an app's call chain can queue now and wait where it is cheap.
+        ``settled`` is called right after the future is (a done-callback without a loop trip)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        pending.append((payload, future))
+        pending.append((payload, future, settled))
         return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = [(payload, future) for payload, future in self._pending.pop(loop, []) if not future.done()]
+        batch = [waiter for waiter in self._pending.pop(loop, []) if not waiter[1].done()]
         if not batch:
             return  # every waiter went away (cancelled requests)
         if getattr(self.key, "remote", False):  # a KMS round trip must not hold up the loop: a thread
@@ -66,29 +68,33 @@ class BatchSigner:
             task.add_done_callback(self._tasks.discard)
             return
         try:
-            tokens = sign_payloads([payload for payload, _ in batch], self.key)
+            tokens = sign_payloads([waiter[0] for waiter in batch], self.key)
         except Exception as exc:  # a key plug-in failed: every waiter learns it
             self._fail(batch, exc)
             return
         self._settle(batch, tokens)
 
-    async def _flush_remote(self, batch: list[tuple[bytes, asyncio.Future[str]]]) -> None:
+    async def _flush_remote(self, batch: list[_Waiter]) -> None:
         try:
-            tokens = await asyncio.to_thread(sign_payloads, [payload for payload, _ in batch], self.key)
+            tokens = await asyncio.to_thread(sign_payloads, [waiter[0] for waiter in batch], self.key)
         except Exception as exc:
             self._fail(batch, exc)
             return
         self._settle(batch, tokens)
 
-    def _fail(self, batch: list[tuple[bytes, asyncio.Future[str]]], exc: Exception) -> None:
+    def _fail(self, batch: list[_Waiter], exc: Exception) -> None:
         logger.warning("batch signing failed: %s", type(exc).__name__)
-        for _, future in batch:
+        for _, future, settled in batch:
             if not future.done():
                 future.set_exception(exc)
+                if settled is not None:
+                    settled()
 
-    def _settle(self, batch: list[tuple[bytes, asyncio.Future[str]]], tokens: list[str]) -> None:
+    def _settle(self, batch: list[_Waiter], tokens: list[str]) -> None:
         self.batches += 1
         self.signed += len(batch)
-        for (_, future), token in zip(batch, tokens, strict=True):
+        for (_, future, settled), token in zip(batch, tokens, strict=True):
             if not future.done():
                 future.set_result(token)
+                if settled is not None:
+                    settled()

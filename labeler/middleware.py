@@ -256,7 +256,7 @@ class _BufferedResponder(_Responder):
                 return
         if more:
             return
-        encoded = b"".join(self.buffer)
+        encoded = body if len(self.buffer) == 1 else b"".join(self.buffer)
         raw = b"".join(self.decoded) if self.decoder is not None else encoded
         self.buffer, self.decoded = [], []
         try:
@@ -264,10 +264,9 @@ class _BufferedResponder(_Responder):
                 labelled = mw.label_json(raw)
                 if labelled is not None:
                     digest = hashlib.sha256(labelled[0]).digest()
-                    queued = mw.queue_record(digest, "json")
+                    queued = mw.queue_record(digest, "json", self._on_signed)
                     if queued is not None:  # sent by finish(), once the batch is signed
                         self.signed = (*labelled, *queued, encoded)
-                        queued[1].add_done_callback(self._on_signed)
                         self.dispatch.signing = self
                         return
                     labelled = labelled[0], mw.label_headers(mw.record_json(digest, "json")) + labelled[1]
@@ -290,8 +289,8 @@ class _BufferedResponder(_Responder):
         await self.send({**self.start, "headers": headers + extra})
         await self.send({"type": "http.response.body", "body": body})
 
-    def _on_signed(self, token: asyncio.Future[str]) -> None:
-        if not self.app_returned and self.sending is None and not token.cancelled():
+    def _on_signed(self) -> None:
+        if not self.app_returned and self.sending is None:
             self.sending = asyncio.get_running_loop().create_task(self._send_signed())  # app still busy
 
     async def finish(self) -> None:

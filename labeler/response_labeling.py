@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import quote
 
@@ -195,14 +195,18 @@ class ResponseLabeller:
         produce_id, token = queued
         return self.signed_record_json(produce_id, await token)
 
-    def queue_record(self, digest: bytes, media_format: str) -> tuple[str, asyncio.Future[str]] | None:
+    def queue_record(
+        self, digest: bytes, media_format: str, settled: Callable[[], None] | None = None
+    ) -> tuple[str, asyncio.Future[str]] | None:
         """``(ProduceID, future token)``: the record's signature queued in this loop turn's batch
         (:meth:`signed_record_json` makes the record once it is settled); None without a batch
-        signer (then :meth:`record_json` signs, or not, on the spot)."""
+        signer (then :meth:`record_json` signs, or not, on the spot). ``settled``: see
+        :meth:`BatchSigner.submit`."""
         if self.batcher is None or self._payloads is None:
             return None
         produce_id = new_produce_id()
-        return produce_id, self.batcher.submit(self._payloads.payload(produce_id, media_format, digest))
+        payload = self._payloads.payload(produce_id, media_format, digest)
+        return produce_id, self.batcher.submit(payload, settled)
 
     def signed_record_json(self, produce_id: str, token: str) -> str:
         return AigcRecord.first_write_json(self.policy.producer, produce_id, token)
@@ -241,7 +245,10 @@ class ResponseLabeller:
         if not isinstance(obj, dict):
             return None
         extra: Headers = []
-        if not any(adapter(obj, self.labels) for adapter in TEXT_JSON_ADAPTERS):
+        for adapter in TEXT_JSON_ADAPTERS:
+            if adapter(obj, self.labels):
+                break
+        else:
             recognised, unlabeled = images.label_json(obj, self.policy, self.visible_images, self.c2pa)
             if not recognised:
                 return None

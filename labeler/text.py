@@ -88,20 +88,32 @@ def _split_front_matter(text: str) -> tuple[str, str]:
 
 def find_text_labels(text: str) -> tuple[bool, bool]:
     """(label at the start, label at the end), ignoring front matter, marks and whitespace."""
+    body = _plain_body(text)
+    return _label_at_start(body), _label_at_end(body)
+
+
+def _plain_body(text: str) -> str:
     _, body = _split_front_matter(strip_text_mark(text))
-    body = body.strip()
+    return body.strip()
+
+
+def _label_at_start(body: str) -> bool:
     first = _BRACKETED.match(body)
-    at_start = bool(first and _is_label(first.group(1) or first.group(2)))
+    return bool(first and _is_label(first.group(1) or first.group(2)))
+
+
+def _label_at_end(body: str) -> bool:
     last = _BRACKETED_AT_END.search(body, max(0, len(body) - _LONGEST_LABEL))
-    at_end = bool(last and _is_label(last.group(1) or last.group(2)))
-    return at_start, at_end
+    return bool(last and _is_label(last.group(1) or last.group(2)))
 
 
 def add_text_label(text: str, policy: LabelPolicy, position: Position = "start") -> str:
     """``text`` with a visible label at ``position``; unchanged where a label already is."""
     if position not in ("start", "end", "both"):
         raise ConfigError(f"position must be start, end or both, got {position!r}")
-    has_start, has_end = find_text_labels(text)
+    plain = _plain_body(text)
+    has_start = _label_at_start(plain)
+    has_end = position != "start" and _label_at_end(plain)  # "start" (the default) needs no end
     marker = label_marker(policy)
     if position in ("start", "both") and not has_start:
         front, body = _split_front_matter(text)

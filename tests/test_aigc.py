@@ -151,3 +151,16 @@ def test_first_write_json_is_first_write_to_json(producer: str, produce_id: str,
         assert AigcRecord.first_write_json(producer, produce_id, token) == expected
     ascii_ok = "001191440300708461136T1XGW3", "0193abcdef", "aigcm1.a-b_c.d"
     assert AigcRecord.first_write_json(*ascii_ok) == AigcRecord.first_write(*ascii_ok).to_json()
+
+
+@given(st.text(st.characters(max_codepoint=0x80), max_size=80))
+def test_first_write_json_checks_a_token_as_the_record_does(token: str) -> None:
+    """The per-response check of the token (a bytes scan, not the regex) agrees with the record's."""
+    producer, produce_id = "001191440300708461136T1XGW3", "0193abcdef"
+    try:
+        expected = AigcRecord.first_write(producer, produce_id, token).to_json()
+    except InvalidRecordError:
+        with pytest.raises(InvalidRecordError):
+            AigcRecord.first_write_json(producer, produce_id, token)
+    else:
+        assert AigcRecord.first_write_json(producer, produce_id, token) == expected
