@@ -17,6 +17,7 @@ import enum
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -77,9 +78,34 @@ def _allowed_fast(value: str) -> bool:
     return value.isascii() and not value.encode("ascii").translate(None, _ALLOWED_BYTES)
 
 
+class _RandomHex:
+    """CSPRNG output (``os.urandom``) as hex, drawn 4 KiB at a time: one system call per 400
+    ProduceIDs instead of one each (it was the costliest step of a JSON response's record).
+    Thread-safe; a forked child starts afresh, so parent and child never share ids."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._hex, self._pos = "", 0
+
+    def take(self, chars: int) -> str:
+        with self._lock:
+            pos = self._pos
+            if pos + chars > len(self._hex):
+                self._hex, pos = os.urandom(4096).hex(), 0
+            self._pos = pos + chars
+            return self._hex[pos : pos + chars]
+
+
+_random_hex = _RandomHex()
+
+
 def new_produce_id() -> str:
     """A unique, time-sortable content id: 48-bit ms timestamp + 80 random bits, as 32 hex."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"  # os.urandom: the CSPRNG
+    return f"{time.time_ns() // 1_000_000:012x}{_random_hex.take(20)}"
 
 
 _Label = Label  # the field below is named ``Label`` as in Annex E; this alias keeps the type visible

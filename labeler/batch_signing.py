@@ -33,6 +33,8 @@ class BatchSigner:
         self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Waiter]] = (
             weakref.WeakKeyDictionary()
         )
+        #: the loop and batch of the latest submit, until that batch is flushed
+        self._current: tuple[asyncio.AbstractEventLoop, list[_Waiter]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # remote batches in flight (kept referenced)
         #: batches signed and payloads in them, for the curious and for tests
         self.batches = 0
@@ -51,14 +53,21 @@ class BatchSigner:
         ``settled`` is called right after the future is (a done-callback without a loop trip)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = []
-            loop.call_soon(self._flush, loop)
+        current = self._current
+        if current is not None and current[0] is loop:  # this turn's batch (no weakref lookup)
+            pending = current[1]
+        else:
+            pending = self._pending.get(loop)
+            if pending is None:
+                pending = self._pending[loop] = []
+                loop.call_soon(self._flush, loop)
+            self._current = loop, pending
         pending.append((payload, future, settled))
         return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._current is not None and self._current[0] is loop:
+            self._current = None
         batch = [waiter for waiter in self._pending.pop(loop, []) if not waiter[1].done()]
         if not batch:
             return  # every waiter went away (cancelled requests)

@@ -101,6 +101,31 @@ def test_produce_ids_are_unique_sortable_and_charset_safe() -> None:
     assert ids[0][:12] <= ids[-1][:12]
 
 
+def test_produce_ids_stay_unique_across_threads_and_a_fork() -> None:
+    """ProduceIDs' random part is drawn in bulk: threads must not share a draw, nor a forked
+    child its parent's (multiprocessing workers, gunicorn, `labeler serve --workers`)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    new_produce_id()  # the parent holds a partly used draw when it forks
+    with ThreadPoolExecutor(8) as pool:
+        in_threads = list(pool.map(lambda _: new_produce_id(), range(4000)))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        os.write(write, "\n".join(new_produce_id() for _ in range(500)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        in_child = pipe.read().split("\n")
+    os.waitpid(pid, 0)
+    in_parent = [new_produce_id() for _ in range(500)]
+    everything = in_threads + in_child + in_parent
+    assert len(everything) == 5000 and len(set(everything)) == 5000
+    assert {i[12:] for i in in_child}.isdisjoint(i[12:] for i in in_parent)  # random parts too
+
+
 def test_label_notice_levels() -> None:
     assert [label.notice for label in Label] == ["confirmed", "possible", "suspected"]
 
