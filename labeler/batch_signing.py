@@ -57,11 +57,12 @@ class BatchSigner:
         if current is not None and current[0] is loop:  # this turn's batch (no weakref lookup)
             pending = current[1]
         else:
-            pending = self._pending.get(loop)
-            if pending is None:
-                pending = self._pending[loop] = []
+            known = self._pending.get(loop)
+            if known is None:
+                known = self._pending[loop] = []
                 loop.call_soon(self._flush, loop)
-            self._current = loop, pending
+            self._current = loop, known
+            pending = known
         pending.append((payload, future, settled))
         return future
 
