@@ -95,11 +95,13 @@ class LabelingMiddleware(ResponseLabeller):
         try:
             await self.app(scope, receive, dispatch)
         except Exception:
-            if dispatch.signing is not None:  # the app failed after its answer: the answer still goes
-                await dispatch.signing.finish()
+            buffered = dispatch.buffered
+            if buffered is not None and buffered.owes_answer():  # the answer still goes
+                await buffered.finish()
             raise
-        if dispatch.signing is not None:
-            await dispatch.signing.finish()
+        buffered = dispatch.buffered
+        if buffered is not None and buffered.owes_answer():
+            await buffered.finish()
 
     async def _send_info(self, scope: Scope, send: Send) -> None:
         headers = [
@@ -117,15 +119,15 @@ class _Dispatch:
     """One request's send channel: at ``http.response.start`` it picks who handles the rest
     (passed on as it comes, a buffered responder, a stream responder, or a refusal)."""
 
-    __slots__ = ("handle", "mw", "send", "signing")
+    __slots__ = ("buffered", "handle", "mw", "send")
 
     def __init__(self, mw: LabelingMiddleware, send: Send) -> None:
         self.mw = mw
         self.send = send
         self.handle: Send = self._start
-        #: a JSON answer waiting for its batch signature; the middleware sends it (see
-        #: :meth:`_BufferedResponder.finish`)
-        self.signing: _BufferedResponder | None = None
+        #: the buffered responder, if one was picked: a JSON answer waiting for its batch
+        #: signature is sent by the middleware (see :meth:`_BufferedResponder.finish`)
+        self.buffered: _BufferedResponder | None = None
 
     def __call__(self, message: Message) -> Awaitable[None]:
         return self.handle(message)  # the handler's own coroutine: no extra frame per message
@@ -146,7 +148,14 @@ class _Dispatch:
             logger.warning("labeling failed (%s mode): %s", mw.fail_mode, detail)
             await _refuse(mw, self.send, detail)
         else:
-            self.handle = _BufferedResponder(self, message, detail, mode == "json").on_send
+            self.buffered = _BufferedResponder(mw, self.send, message, detail, mode == "json")
+            self.handle = self.buffered.on_send
+
+
+def _seen(task: asyncio.Task[None]) -> None:
+    """A task's failure counts as seen (no "exception was never retrieved" at shutdown)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _discard(message: Message) -> None:
@@ -208,12 +217,10 @@ class _BufferedResponder(_Responder):
     labelling) but by the middleware once the app has returned; if the app is still busy when
     the batch is signed (e.g. background tasks), a task sends the answer then."""
 
-    __slots__ = ("app_returned", "buffer", "decoded", "dispatch", "is_json", "sending", "signed", "size")
+    __slots__ = ("app_returned", "buffer", "decoded", "is_json", "sending", "signed", "size")
 
-    def __init__(self, dispatch: _Dispatch, start: Message, coding: str, is_json: bool):
-        mw = dispatch.mw
-        super().__init__(mw, dispatch.send, start, coding, mw.max_body_size)
-        self.dispatch = dispatch
+    def __init__(self, mw: LabelingMiddleware, send: Send, start: Message, coding: str, is_json: bool):
+        super().__init__(mw, send, start, coding, mw.max_body_size)
         self.is_json = is_json
         self.buffer: list[bytes] = []
         self.size = 0
@@ -223,14 +230,13 @@ class _BufferedResponder(_Responder):
         self.sending: asyncio.Task[None] | None = None
         self.app_returned = False
 
-    async def on_send(self, message: Message) -> None:
+    def on_send(self, message: Message) -> Awaitable[None]:
+        """The awaitable that handles ``message`` (its handler's own: no extra frame)."""
         if message["type"] != "http.response.body":
-            if self.state != "discard":
-                await self.send(message)
-        elif self.state == "labelling":
-            await self._body(message)
-        elif self.state == "pass":
-            await self.send(message)
+            return self.send(message) if self.state != "discard" else _discard(message)
+        if self.state == "labelling":
+            return self._body(message)
+        return self.send(message) if self.state == "pass" else _discard(message)
 
     async def _body(self, message: Message) -> None:
         body: bytes = message.get("body", b"")
@@ -267,7 +273,6 @@ class _BufferedResponder(_Responder):
                     queued = mw.queue_record(digest, "json", self._on_signed)
                     if queued is not None:  # sent by finish(), once the batch is signed
                         self.signed = (*labelled, *queued, encoded)
-                        self.dispatch.signing = self
                         return
                     labelled = labelled[0], mw.label_headers(mw.record_json(digest, "json")) + labelled[1]
             else:
@@ -290,16 +295,19 @@ class _BufferedResponder(_Responder):
         await self.send({"type": "http.response.body", "body": body})
 
     def _on_signed(self) -> None:
-        if not self.app_returned and self.sending is None:
-            self.sending = asyncio.get_running_loop().create_task(self._send_signed())  # app still busy
+        if not self.app_returned and self.sending is None:  # the app is still busy: send now
+            self.sending = asyncio.get_running_loop().create_task(self._send_signed())
+            # finish() re-raises its error; if the request is cancelled first, nobody will
+            self.sending.add_done_callback(_seen)
 
-    async def finish(self) -> None:
+    def owes_answer(self) -> bool:
+        """A JSON answer was queued for its signature: :meth:`finish` must be awaited."""
+        return self.signed is not None or self.sending is not None
+
+    def finish(self) -> Awaitable[None]:
         """After the app returned: the signed answer goes out (or has, if the app was slow)."""
         self.app_returned = True
-        if self.sending is None:
-            await self._send_signed()
-        else:
-            await self.sending
+        return self._send_signed() if self.sending is None else self.sending
 
     async def _send_signed(self) -> None:
         assert self.signed is not None

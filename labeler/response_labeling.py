@@ -49,6 +49,14 @@ Mode = Literal["pass", "json", "media", "sse", "refuse"]
 
 Headers = list[tuple[bytes, bytes]]
 
+#: Content-Type values as apps usually write them, to their media type without parsing
+_COMMON_TYPES = {
+    b"application/json": "application/json",
+    b"application/json; charset=utf-8": "application/json",
+    b"text/event-stream": "text/event-stream",
+    b"text/event-stream; charset=utf-8": "text/event-stream",
+}
+
 
 class LabelOptions(TypedDict, total=False):
     """The keyword options of :class:`ResponseLabeller` (and so of both middleware)."""
@@ -149,7 +157,7 @@ class ResponseLabeller:
         for name, raw in headers:  # one pass, no Headers object: this runs per response
             name = name.lower()
             if name == b"content-type" and not ctype:  # the first one counts, as in Headers.get
-                ctype = raw.decode("latin-1").split(";")[0].strip().lower()
+                ctype = _COMMON_TYPES.get(raw) or raw.decode("latin-1").split(";")[0].strip().lower()
             elif name == b"content-encoding":
                 encoding = encoding + b"," + raw if encoding else raw
         mode: Mode
