@@ -199,7 +199,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--in-process", action="store_true", help="only the in-process CPU rows (no wrk)")
+    parser.add_argument("--rounds", type=int, default=2, help="wrk rounds per row (best of)")
+    parser.add_argument(
+        "--only", choices=["model"], help="model: only the rows behind a 5 ms / 50 ms model (no in-process)"
+    )
     args = parser.parse_args()
+    if args.only == "model":
+        return _wrk_rows(args, [f for f in ROWS if "_model_" in f])
     cpu = json_response_cost()
     print("| in process: CPU per JSON chat response | us | added to bare |")
     print("| --- | ---: | ---: |")
@@ -209,20 +215,26 @@ def main() -> int:
     print(f"| SSE chat chunk through the middleware | {total_us:.1f} us/event | +{added_us:.1f} us/event |\n")
     if args.in_process:
         return 0
+    return _wrk_rows(args, list(ROWS))
+
+
+def _wrk_rows(args: argparse.Namespace, rows: list[str]) -> int:
+    """The whole-server rows: each a uvicorn process under wrk, rows alternated, best of rounds."""
     if not shutil.which("wrk"):
         print("needs wrk: apt-get install wrk", file=sys.stderr)
         return 1
-    rates = dict.fromkeys(ROWS, 0.0)
-    for _ in range(2):
+    rates = dict.fromkeys(rows, 0.0)
+    for _ in range(args.rounds):
         for factory in rates:
             rates[factory] = max(rates[factory], requests_per_second(factory, args.seconds, args.connections))
     print(
         f"python {sys.version.split()[0]}; uvicorn 1 worker (uvloop, httptools); wrk -c{args.connections} "
-        f"-d{args.seconds}s; best of 2 rounds; orjson {'on' if jsonfast.FAST else 'off'}\n"
+        f"-d{args.seconds}s; best of {args.rounds} rounds; orjson {'on' if jsonfast.FAST else 'off'}\n"
     )
     print("| what | req/s | vs bare | added per response |")
     print("| --- | ---: | ---: | ---: |")
-    for factory, label in ROWS.items():
+    for factory in rows:
+        label = ROWS[factory]
         bare = rates[factory.replace("wrapped_model", "bare_model") if "_model_" in factory else "bare"]
         added = "-" if factory.startswith("bare") else f"{(1 / rates[factory] - 1 / bare) * 1e6:.0f} us"
         print(f"| {label} | {rates[factory]:,.0f} | {rates[factory] / bare:.0%} | {added} |")
