@@ -217,7 +217,7 @@ class _BufferedResponder(_Responder):
     labelling) but by the middleware once the app has returned; if the app is still busy when
     the batch is signed (e.g. background tasks), a task sends the answer then."""
 
-    __slots__ = ("app_returned", "buffer", "decoded", "is_json", "sending", "signed", "size")
+    __slots__ = ("app_returned", "buffer", "decoded", "held", "is_json", "sending", "signed", "size")
 
     def __init__(self, mw: LabelingMiddleware, send: Send, start: Message, coding: str, is_json: bool):
         super().__init__(mw, send, start, coding, mw.max_body_size)
@@ -229,9 +229,14 @@ class _BufferedResponder(_Responder):
         self.signed: tuple[bytes, list[tuple[bytes, bytes]], str, asyncio.Future[str], bytes] | None = None
         self.sending: asyncio.Task[None] | None = None
         self.app_returned = False
+        #: messages the app sent after an answer that waits for its signature, sent after it
+        self.held: list[Message] | None = None
 
     def on_send(self, message: Message) -> Awaitable[None]:
         """The awaitable that handles ``message`` (its handler's own: no extra frame)."""
+        if self.held is not None:  # after an answer still waiting for its signature (trailers)
+            self.held.append(message)
+            return _discard(message)
         if message["type"] != "http.response.body":
             return self.send(message) if self.state != "discard" else _discard(message)
         if self.state == "labelling":
@@ -273,6 +278,7 @@ class _BufferedResponder(_Responder):
                     queued = mw.queue_record(digest, "json", self._on_signed)
                     if queued is not None:  # sent by finish(), once the batch is signed
                         self.signed = (*labelled, *queued, encoded)
+                        self.held = []
                         return
                     labelled = labelled[0], mw.label_headers(mw.record_json(digest, "json")) + labelled[1]
             else:
@@ -317,8 +323,13 @@ class _BufferedResponder(_Responder):
             record = self.mw.signed_record_json(produce_id, await token)
         except Exception as exc:  # the signing key failed (e.g. a remote signer)
             await self.fail(f"{type(exc).__name__}: {exc}", encoded)
-            return
-        await self._send_labelled(body, self.mw.label_headers(record) + extra)
+            if self.mw.fail_mode == "closed":
+                self.held = None  # the refusal is the whole response
+        else:
+            await self._send_labelled(body, self.mw.label_headers(record) + extra)
+        held, self.held = self.held or [], None
+        for message in held:  # what the app sent after its answer, in order
+            await self.send(message)
 
     async def _give_up(self, reason: str, body: bytes, more: bool) -> None:
         buffered, self.buffer = b"".join(self.buffer), []

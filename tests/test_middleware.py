@@ -617,3 +617,27 @@ def test_background_work_does_not_delay_the_answer_under_a_real_server(
             time.sleep(0.05)
     assert verify_response(reply.headers, reply.content, trust).status is Status.VERIFIED
     assert seen == [True]  # the client had the answer while the background work still ran
+
+
+async def test_messages_after_an_answer_waiting_for_its_signature_follow_it(
+    policy: LabelPolicy, trust: TrustStore
+) -> None:
+    """HTTP trailers (an ASGI extension) come after the last body: they must not overtake the
+    labelled answer that waits for its batch signature."""
+
+    async def inner(scope: object, receive: object, send: object) -> None:
+        body = json.dumps(_chat_answer()).encode()
+        start = {"type": "http.response.start", "status": 200, "trailers": True}
+        await send({**start, "headers": [(b"content-type", b"application/json")]})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+        await send({"type": "http.response.trailers", "headers": [(b"x-done", b"1")]})  # type: ignore[operator]
+
+    sent, error = await _drive(wrap(inner, policy))
+    assert error is None
+    assert [m["type"] for m in sent] == [
+        "http.response.start",
+        "http.response.body",
+        "http.response.trailers",
+    ]
+    start, body, _ = sent
+    assert verify_response(dict(start["headers"]), body["body"], trust).status is Status.VERIFIED  # type: ignore[arg-type]
