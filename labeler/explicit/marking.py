@@ -269,7 +269,7 @@ def read_mark(
                 subject = decoded_wav(data, detect(data).name)
             except LabelerError as exc:
                 return {"detected": False, "reason": f"cannot decode the audio: {exc}"}
-    elif video:  # frames one second apart from the start, read together (watermark.detect_frames)
+    elif video:  # frames from the first 3 s, read together (watermark.detect_frames)
         from .video import sample_frames
 
         try:
