@@ -77,12 +77,15 @@ _FULL_FOLDS = 2  # of which this many, the best on the sample, are scored in ful
 _FULL_FOLDS_ALL = 1  # ... and this many folded on every pixel when the sample was not all of them
 _FULL_GATE = 5.0  # ... and its z on the sample at least this (unmarked pictures: 4-5)
 _SCREEN_PIXELS = 40_000
-_SCREEN_ALL = 250_000  # pictures up to this many pixels are screened on all of them
+_SCREEN_ALL = 200_000  # pictures up to this many pixels are screened on all of them
 _REFINED = 1  # of the full folds, this many have their scale refined first ...
 _REFINED_SMALL = 2  # ... this many on a small picture, each axis too
+_SCAN = (0.4, 1.1)  # small pictures: these scales scanned by folding ...
+_SCAN_STEP = 2.5  # ... a step of this many px over the picture apart
+_SCAN_PICKS = 2  # ... and the best this many refined
 _REFINE = 6  # ... over +-6 px of the picture's extent
 _LAG_MAX_SHARE = 0.55  # ... and at most this share of the picture's shorter side
-_STAGES = 3  # detection may stop after each of three stages; the error rate is split in three
+_STAGES = 4  # detection may stop after each of four stages; the error rate is split in four
 
 
 class WatermarkCapacityError(LabelerError):
@@ -619,6 +622,39 @@ def _found(
     return Detection(True, p, payload, z, threshold, scale, rotation, "", n)
 
 
+@lru_cache(maxsize=32)
+def _spec_pooled(key: WatermarkKey) -> npt.NDArray[np.complex64]:
+    """The sync pattern pooled 2 x 2 (a tile of TILE / 2 bins), as :func:`_sync_spectrum`."""
+    half = TILE // 2
+    pooled = _key_patterns(key).sync_px.reshape(half, 2, half, 2).sum(axis=(1, 3))
+    spec: npt.NDArray[np.complex64] = np.conj(rfft2(pooled)).astype(np.complex64)
+    return spec
+
+
+def _scan(r: F32, spec: npt.NDArray[np.complex64], extent: float) -> tuple[F64, F64]:
+    """The scales from _SCAN[0] to _SCAN[1] of the made-with tile, a step of _SCAN_STEP px over
+    ``extent`` apart, each scored by folding the 2 x 2 pooled residual (axis-aligned, so the
+    bins are a row index plus a column index)."""
+    half = TILE // 2
+    h, w = r.shape[0] // 2 * 2, r.shape[1] // 2 * 2
+    pooled = r[:h, :w].reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3), dtype=np.float64)
+    weights = pooled.ravel()
+    ratio = 1 + _SCAN_STEP / extent
+    count = int(math.log(_SCAN[1] / _SCAN[0]) / math.log(ratio)) + 1
+    scales: F64 = _SCAN[0] * ratio ** np.arange(count, dtype=np.float64)
+    off = np.float32(half * 4096 + 0.5)
+    zs = np.empty(len(scales))
+    for n, scale in enumerate(scales):
+        per_px = np.float32(half / (TILE * _tile_scale(*r.shape) * scale / 2))
+        bx = (per_px * _ramp(w // 2) + off).astype(np.int32) & (half - 1)
+        by = ((per_px * _ramp(h // 2) + off).astype(np.int32) & (half - 1)) * half
+        folded = np.bincount((by[:, None] + bx[None, :]).ravel(), weights=weights, minlength=half * half)
+        corr = irfft2(rfft2(folded.reshape(half, half).astype(np.float32), workers=1) * spec, workers=1)
+        sd = float(corr.std())
+        zs[n] = (float(corr.max()) - float(corr.mean())) / sd if sd > 0 else 0.0
+    return scales, zs
+
+
 def _polish(r: F32, lattice: F64, sync_spec: npt.NDArray[np.complex128]) -> F64:
     """A detected lattice moved to where the sync correlation on every pixel is highest: each
     axis stretched and sheared on its own, by 1, 1/2 and 1/4 px over the picture (the payload
@@ -681,26 +717,31 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
     # on a small picture (every pixel screened, so cheap; its autocorrelation is the least sure)
     # the best few, and then each axis on its own (a rescale's aspect is rounded per axis)
     extent = float(max(h, w))
-    for z_first, folded_first, lattice in list(screened[: _REFINED if step > 1 else _REFINED_SMALL]):
-        coarse = [screen(lattice * (1 + d / extent)) for d in range(-_REFINE, _REFINE + 1, 2) if d]
-        centre = max([*coarse, (z_first, folded_first, lattice)], key=lambda s: s[0])
+
+    def refine(first: tuple[float, F64, F64], per_axis: bool, reach: int) -> list[tuple[float, F64, F64]]:
+        """Every lattice tried around ``first`` (scale within +-``reach`` px over the extent,
+        then each axis on its own), the best last."""
+        lattice = first[2]
+        coarse = [screen(lattice * (1 + d / extent)) for d in range(-reach, reach + 1, 2) if d]
+        centre = max([*coarse, first], key=lambda s: s[0])
         fine = [screen(centre[2] * (1 + d / extent)) for d in (-1, 1)]
-        screened += [*coarse, *fine]
-        tries += len(coarse) + len(fine)
-        if step > 1:
-            continue
+        tried = [*coarse, *fine]
         here = max([centre, *fine], key=lambda s: s[0])
-        for d in (1.0, 0.5):
+        for d in (1.0, 0.5) if per_axis else ():
             for axis, side in ((0, w), (1, h)):
                 for sign in (-1.0, 1.0):
                     stretch = np.ones(2)
                     stretch[axis] += sign * d / side
-                    tried = screen(stretch[:, None] * here[2])
-                    screened.append(tried)
-                    tries += 1
-                    if tried[0] > here[0]:
-                        here = tried
+                    tried.append(screen(stretch[:, None] * here[2]))
+                    if tried[-1][0] > here[0]:
+                        here = tried[-1]
                         break
+        return [*tried, here]
+
+    for first in list(screened[: _REFINED if step > 1 else _REFINED_SMALL]):
+        tried = refine(first, step == 1, _REFINE)
+        screened += tried[:-1]
+        tries += len(tried) - 1
     screened.sort(key=lambda s: -s[0])
     scored = []
     for _, folded, lattice in screened[:_FULL_FOLDS]:
@@ -730,6 +771,36 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
                 return found
         if full[0][0] > scored[0][0]:
             scored = full
+    if step == 1:
+        # stage 4, small pictures only: their autocorrelation is often too faint to show a
+        # downscale the fold still finds, so the scales from _SCAN[0] to _SCAN[1] (no rotation)
+        # are scanned by folding a 2 x 2 pooled residual (a quarter of the work; every step of
+        # _SCAN_STEP px over the picture counts in the Bonferroni factor), the best refined
+        scales, zs = _scan(r, _spec_pooled(key), extent)
+        tries += len(scales)
+        picks: list[tuple[float, F64, F64]] = []
+        for i in np.argsort(zs)[::-1]:
+            if len(picks) == _SCAN_PICKS:
+                break
+            if all(abs(scales[i] * TILE * u / p[2][0, 0] - 1) > 2 * _SCAN_STEP / extent for p in picks):
+                picks.append(screen(identity * scales[i]))
+        tries += len(picks)
+        scan_scored = []
+        for first in picks:
+            tried = refine(first, True, 0)  # the scan's step is finer than +-1 px
+            tries += len(tried) - 1
+            _, folded, lattice = tried[-1]
+            z, oy, ox = _sync_score(folded, sync_spec)
+            scan_scored.append((z, lattice, folded, oy, ox))
+        scan_scored.sort(key=lambda s: -s[0])
+        for z, lattice, folded, oy, ox in scan_scored:
+            if p_of(z, tries) > threshold:
+                break
+            found = _found(z, p_of(z, tries), lattice, folded, oy, ox, key, threshold, len(lattices))
+            if found is not None:
+                return found
+        if scan_scored and scan_scored[0][0] > scored[0][0]:
+            scored = scan_scored
     z, lattice = scored[0][0], scored[0][1]
     p_value = p_of(z, tries)
     detected = p_value <= threshold
