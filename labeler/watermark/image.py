@@ -587,7 +587,10 @@ def _read_payload(folded: F64, key: WatermarkKey, oy: int, ox: int) -> Payload |
     soft = np.bincount(
         pats.assign_chip.ravel(), weights=(chips * pats.sign_chip).ravel(), minlength=CODED_BITS
     )
-    return decode_bits(soft.astype(np.float64))
+    values = soft.astype(np.float64)
+    # the key's own id first (16 bits fewer to decode), then any id (a mark made with a payload
+    # that names another key still reads)
+    return decode_bits(values, key.key_id) or decode_bits(values)
 
 
 def detect(picture: Any, key: WatermarkKey, *, threshold: float = DEFAULT_THRESHOLD) -> Detection:
