@@ -8,7 +8,8 @@ is periodic, the detector
 1. whitens the picture (a local high-pass, divided by the local energy) so the content looks
    like noise and the mark stands out;
 2. finds the tile's lattice (scale, aspect, rotation) from the peaks of the residual's
-   autocorrelation -- the mark synchronises itself, no template in the spectrum is needed;
+   autocorrelation -- the mark synchronises itself, no template in the spectrum is needed; a
+   small picture, whose autocorrelation is faint, also has its downscales scanned by folding;
 3. folds every pixel into one tile (coordinates modulo the lattice): crops keep whole tiles and
    every tile adds to the evidence;
 4. finds the tile's origin by a circular cross-correlation with the sync pattern; the peak's
@@ -79,7 +80,7 @@ _FULL_GATE = 5.0  # ... and its z on the sample at least this (unmarked pictures
 _SCREEN_PIXELS = 40_000
 _SCREEN_ALL = 200_000  # pictures up to this many pixels are screened on all of them
 _REFINED = 1  # of the full folds, this many have their scale refined first ...
-_REFINED_SMALL = 2  # ... this many on a small picture, each axis too
+_REFINED_SMALL = 2  # ... this many on a small picture (every pixel screened: cheap)
 _SCAN = (0.4, 1.1)  # small pictures: these scales scanned by folding ...
 _SCAN_STEP = 2.5  # ... a step of this many px over the picture apart
 _SCAN_PICKS = 2  # ... and the best this many refined
@@ -718,7 +719,7 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
     # the autocorrelation's peaks can sit a pixel or two off: the best lattices' scale is refined
     # where the sync correlation is highest, coarse then fine, within +-_REFINE px over the extent;
     # on a small picture (every pixel screened, so cheap; its autocorrelation is the least sure)
-    # the best few, and then each axis on its own (a rescale's aspect is rounded per axis)
+    # the best few
     extent = float(max(h, w))
 
     def refine(first: tuple[float, F64, F64], per_axis: bool, reach: int) -> list[tuple[float, F64, F64]]:
@@ -742,7 +743,7 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
         return [*tried, here]
 
     for first in list(screened[: _REFINED if step > 1 else _REFINED_SMALL]):
-        tried = refine(first, step == 1, _REFINE)
+        tried = refine(first, False, _REFINE)
         screened += tried[:-1]
         tries += len(tried) - 1
     screened.sort(key=lambda s: -s[0])
