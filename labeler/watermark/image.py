@@ -72,6 +72,7 @@ _LAG_MAX_SCALE = 2.5  # ... to 2.5x the embedded scale
 _AC_BLUR = 1.0  # px: the autocorrelation blur
 _AC_LOW = 0.06  # cycles per pixel: the autocorrelation's high-pass
 _CANDIDATES = 24  # lattices scored per picture (each adds to the Bonferroni factor) ...
+_CANDIDATES_BIG = 16  # ... on a big one, whose autocorrelation is the surest ...
 _AXIS_CANDIDATES = 8  # ... of which up to this many from the peaks on the axes
 _AXIS_PEAKS = 4
 _FULL_FOLDS = 2  # of which this many, the best on the sample, are scored in full (median, MAD) ...
@@ -443,7 +444,7 @@ def _ac_weight(ch: int, cw: int) -> F32:
     return out
 
 
-def _lattices(r: F32) -> list[F64]:
+def _lattices(r: F32, count: int) -> list[F64]:
     """Candidate tile lattices (2x2, columns = the two tile vectors in pixels) from the peaks of
     the residual's autocorrelation. The spectrum is whitened first (what is left of the content
     then has no peaks) and a JPEG/WebP 8 px block grid's lines are cut out of it: the crop is a
@@ -506,7 +507,7 @@ def _lattices(r: F32) -> list[F64]:
     out: list[F64] = []
     for group, quota in (
         (pairs_of(best(axis_x, _AXIS_PEAKS), best(axis_y, _AXIS_PEAKS)), _AXIS_CANDIDATES),
-        (pairs_of(best(along_x, 6), best(along_y, 6)), _CANDIDATES),
+        (pairs_of(best(along_x, 6), best(along_y, 6)), count),
     ):
         if not len(group):
             continue
@@ -705,8 +706,8 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
     # stage 2: the geometry search (scale, aspect, rotation) over the autocorrelation's lattices,
     # scored on every pixel of a small picture, else on a sample of about _SCREEN_PIXELS (on the
     # exact lattice coordinates: no aliasing)
-    lattices = [identity, *_lattices(r)]
     step = max(1, int(math.sqrt(r.size / _SCREEN_PIXELS))) if r.size > _SCREEN_ALL else 1
+    lattices = [identity, *_lattices(r, _CANDIDATES if step == 1 else _CANDIDATES_BIG)]
     sub = np.ascontiguousarray(r[::step, ::step], dtype=np.float64)
     spec32 = sync_spec.astype(np.complex64)
 
