@@ -684,11 +684,11 @@ def _polish(r: F32, lattice: F64, sync_spec: npt.NDArray[np.complex128]) -> F64:
 def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
     """:func:`detect` on a picture's residual (a caller with several pictures makes each once).
 
-    Up to three stages, each may stop the search; the error rate is split between them (alpha
+    Up to four stages, each may stop the search; the error rate is split between them (alpha
     spending: each p-value is multiplied by their number), so stopping early costs nothing in
-    calibration: 1. the lattice the mark was made with; 2. the geometry search scored on a
-    sample of the pixels; 3. its best lattices folded in full (only when the sample was not
-    already every pixel)."""
+    calibration: 1. the lattice the mark was made with; 2. the autocorrelation's lattices,
+    screened on every pixel of a small picture, else on a sample; 3. a big picture: the
+    sample's best folded in full; 4. a small picture: its downscales scanned by folding."""
     h, w = r.shape
     u = _tile_scale(h, w)
     sync_spec = _sync_spectrum(key)
