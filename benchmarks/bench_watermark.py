@@ -231,10 +231,23 @@ def speed(repeat: int) -> None:
     print("\n## Speed, one core, ms per 1 MP (1024 x 1024 synthetic scene; best of runs)\n")
     img = synthetic_scene(7, (1024, 1024))
     marked = embed(img, KEY, PAYLOAD).picture
+    # 1 MP after a geometry change: marked at 1280 x 1280 then rescaled 0.8x; marked at 1100 x
+    # 1100 then rotated 2 degrees and its middle 1024 x 1024 kept
+    rescaled = embed(synthetic_scene(8, (1280, 1280)), KEY, PAYLOAD).picture
+    rescaled = rescaled.resize((1024, 1024), Image.Resampling.BICUBIC)
+    turned = embed(synthetic_scene(9, (1100, 1100)), KEY, PAYLOAD).picture
+    turned = turned.rotate(2.0, Image.Resampling.BICUBIC)
+    turned = turned.crop((38, 38, 1062, 1062))
+    for name, pic in (("0.8x rescaled", rescaled), ("rotated 2 deg", turned)):
+        found = detect(pic, KEY)
+        read = "read" if found.payload == PAYLOAD else "NOT read"
+        print(f"({name}: payload {read}, p {found.p_value:.2g})")
     rows = [
         ("labeler embed", lambda: embed(img, KEY, PAYLOAD)),
         ("labeler detect (marked)", lambda: detect(marked, KEY)),
         ("labeler detect (unmarked)", lambda: detect(img, KEY)),
+        ("labeler detect (marked, 0.8x rescaled)", lambda: detect(rescaled, KEY)),
+        ("labeler detect (marked, rotated 2 deg)", lambda: detect(turned, KEY)),
     ]
     for m in methods()[1:]:
         assert isinstance(m, InvisibleWatermark)

@@ -101,9 +101,11 @@ def encode_bits(payload: Payload) -> npt.NDArray[np.uint8]:
     return out.reshape(-1)
 
 
-def decode_bits(soft: npt.NDArray[np.floating]) -> Payload | None:
+def decode_bits(soft: npt.NDArray[np.floating], key_id: int | None = None) -> Payload | None:
     """Soft Viterbi on CODED_BITS values (positive: a coded 0 is more likely; 0: erased).
-    Returns the payload if its CRC checks, else None."""
+    Returns the payload if its CRC checks, else None. ``key_id``: the 16 bits a detector
+    already knows (the key it looks with wrote them), kept fixed on the trellis: only the
+    content id and the CRC are left to decode, which reads a fainter mark."""
     y = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
     if y.shape[0] != _INFO_BITS + _K - 1:
         raise ValueError(f"expected {CODED_BITS} soft values")
@@ -121,6 +123,8 @@ def decode_bits(soft: npt.NDArray[np.floating]) -> Payload | None:
         pick = np.argmax(cand, axis=0)
         choices[t] = pick
         metric = cand[pick, nxt]
+        if key_id is not None and t < 16:  # the input bit at step t is the new state's lowest
+            metric[(nxt & 1) != (key_id >> (15 - t)) & 1] = -np.inf
     state = 0  # the tail brings the encoder back to 0
     bits = np.empty(y.shape[0], dtype=np.uint8)
     for t in range(y.shape[0] - 1, -1, -1):
