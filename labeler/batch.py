@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import functools
 import glob
-import multiprocessing
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -198,6 +196,8 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
 
     ``mode``: permission bits for the result (a batch passes its source's); by default those
     of the file being replaced. ``mkstemp`` alone would leave every output ``0600``."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TEMP_MARK}", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -480,6 +480,8 @@ def _create_temp(target: Path) -> tuple[Path, int]:
             return tmp, os.open(tmp, flags, 0o600)
         except FileExistsError:
             continue
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix=f".{target.name}{_TEMP_MARK}", dir=target.parent)
     return Path(name), fd
 
@@ -643,6 +645,7 @@ def in_workers(chunks: list[list[T]], jobs: int, work: Work[T, R]) -> Iterator[R
     whose worker died is run again alone, and if its worker dies again it gets ``work.died``
     while the batch goes on. Every round finishes or shrinks some unit, so the batch never
     hangs and never loops."""
+    import multiprocessing  # here, as the pool: `-j 1` starts without them
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 

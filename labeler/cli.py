@@ -208,11 +208,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
         return commands.apply(args, options)
     show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
-    from tqdm import tqdm
-
-    with tqdm(
-        total=len(tasks), unit="file", disable=not show_bar, file=sys.stderr, dynamic_ncols=True
-    ) as bar:
+    with _progress_bar(len(tasks), show_bar) as bar:
 
         def progress(outcome: Outcome) -> None:
             bar.update(1)
@@ -229,6 +225,30 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"{summary.unmarked} labeled without the invisible watermark (too small or flat to watermark)")
     print(summary)
     return 1 if summary.failed else 0
+
+
+class _NoBar:
+    """What ``apply`` needs of a tqdm bar when none is shown: tqdm is not imported for it."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+    def write(self, line: str, file: Any) -> None:
+        print(line, file=file)
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
