@@ -187,6 +187,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     tasks = [] if args.engine == "ray" else plan(args.paths, out, follow_symlinks=args.follow_symlinks)
     if bool(args.c2pa_cert) != bool(args.c2pa_key):
         raise LabelerError("C2PA needs both --c2pa-cert and --c2pa-key")
+    if not args.fsync and args.in_place:
+        raise LabelerError(
+            "--no-fsync goes with --out: in place, each original is synced before it is replaced"
+        )
     if args.max_pixels is not None:  # env wins over the TOML, and reaches the worker processes
         os.environ["LABELER_MAX_PIXELS"] = str(args.max_pixels)
     if args.watermark is not None:  # as --max-pixels: the policy the workers load says it
@@ -202,6 +206,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         text_position=args.text_position,
         c2pa_cert=args.c2pa_cert,
         c2pa_key=args.c2pa_key,
+        fsync=args.fsync,
     )
     if args.engine == "ray":  # the scale-out wing: any fsspec URL, on a Ray cluster
         from .distributed import commands
@@ -591,6 +596,16 @@ def _add_apply(sub: Subparsers) -> None:
         action="store_true",
         help="label the files symbolic links name (default: list links as skipped); in place, "
         "that writes the linked file",
+    )
+    p.add_argument(
+        "--fsync",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sync outputs to disk before renaming them into place (default: yes). --no-fsync, "
+        "with --out only: signed copies of media are renamed unsynced, as cp and rsync do; a "
+        "killed run still never leaves a half-written file, but a power loss can leave a copy "
+        "torn or empty until the next run, which finds it by its signature and labels it again. "
+        "Text, unsigned labels and originals (--in-place) are always synced",
     )
     p.add_argument("--c2pa-cert", help="PEM certificate chain (leaf first): also embed C2PA credentials")
     p.add_argument("--c2pa-key", help="PEM private key of the C2PA signer certificate")
