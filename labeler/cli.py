@@ -212,6 +212,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         from .distributed import commands
 
         return commands.apply(args, options)
+    _keep_freed_memory()
     show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
     with _progress_bar(len(tasks), show_bar) as bar:
 
@@ -230,6 +231,23 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"{summary.unmarked} labeled without the invisible watermark (too small or flat to watermark)")
     print(summary)
     return 1 if summary.failed else 0
+
+
+def _keep_freed_memory() -> None:
+    """glibc gives each freed buffer of a few hundred KiB back to the kernel, so every file's
+    buffers are faulted in afresh (~4 us a page on a VM: a third of a batch's CPU). Keep freed
+    memory for the next file instead; this process is ours and ends with the batch, and forked
+    workers inherit the setting."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: buffers up to 32 MiB come from the reusable heap
+    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: and the heap keeps up to 256 MiB freed
 
 
 class _NoBar:
