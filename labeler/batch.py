@@ -191,11 +191,25 @@ def read_regular(path: Path, *, follow_symlinks: bool = False) -> tuple[bytes, o
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as fh:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
             raise NotRegularFileError("changed while being opened")
-        return fh.read(), st
+        return _read_all(fd, st.st_size), st
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The rest of ``fd``, ``size`` bytes expected: read into one buffer of that size, then to
+    the end (a file that grew, or a file system that reads short)."""
+    data = os.read(fd, size + 1)
+    if not data:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, max(1 << 16, size + 1 - sum(map(len, parts)))):
+        parts.append(chunk)
+    return data if len(parts) == 1 else b"".join(parts)
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -250,6 +264,8 @@ def _entries(root: Path, follow: bool) -> Iterator[tuple[Path, str, str]]:
                 yield path, _FOLLOW_HINT, ""
             elif entry.is_dir(follow_symlinks=follow):
                 subdirs.append(path)
+            elif entry.is_file(follow_symlinks=follow):  # from the listing: no stat per file
+                yield path, "", ""
             else:
                 yield path, _why_not(path, follow), ""
         stack.extend(reversed(subdirs))
@@ -483,13 +499,18 @@ class GroupCommit:
 
     def add(self, task: Task, data: bytes, mode: int, *, durable: bool = True) -> None:
         target = task.target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp, fd = _create_temp(target)
+        try:
+            tmp, fd = _create_temp(target)
+        except FileNotFoundError:  # its directory is not there yet (asked once, not per file)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp, fd = _create_temp(target)
         try:
             os.fchmod(fd, mode & _KEPT_MODE_BITS)  # the source's bits; mkstemp alone gives 0600
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            if durable and _START_WRITEBACK is not None:  # the disk starts now, not at the sync
+                os.posix_fadvise(fd, 0, 0, _START_WRITEBACK)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -525,6 +546,9 @@ class GroupCommit:
 
 
 _temp_count = 0
+#: Linux starts writing a file's dirty pages back on POSIX_FADV_DONTNEED (and drops them once
+#: clean); elsewhere the hint may drop nothing and start nothing, so it is not given.
+_START_WRITEBACK = os.POSIX_FADV_DONTNEED if sys.platform.startswith("linux") else None
 
 
 def _create_temp(target: Path) -> tuple[Path, int]:
