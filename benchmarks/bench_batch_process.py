@@ -10,9 +10,10 @@ each per round, so a neighbour's load falls on all of them alike. The floor a si
 cannot beat is "cp -r + sha256sum": every byte read, hashed and written; with syncs (the
 default) "cp -r && sync" is the disk's own floor. "2 loops / 1 loop" is
 how much faster two processes of a pure-Python loop finish than one, back to back: what
-``-j 2`` can gain on the machine at that moment (2.0 on two idle cores). On Linux each round
-waits (up to 30 s) for half a second with the CPUs 90% idle, so that a neighbour's burst is
-less often inside a round.
+``-j 2`` can gain on the machine at that moment (2.0 on two idle cores). On Linux each run
+waits (up to 10 s) for a quarter second with the CPUs 90% idle, so that a neighbour's burst is
+less often inside a run; each round starts with an untimed `labeler apply` and `verify` warm the page cache
+(a VM may page out what has been idle for a minute: this one does, by DAMON).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def make_images(where: Path, n: int) -> None:
         img.save(where / f"img{i:05d}.jpg", quality=90)
 
 
-def _idle(seconds: float = 0.5) -> float:
+def _idle(seconds: float = 0.25) -> float:
     """The share of CPU time idle over the next ``seconds`` (Linux /proc/stat); 1.0 elsewhere."""
     try:
         with open("/proc/stat") as fh:
@@ -64,6 +65,9 @@ def timed(cmd: list[str] | str, fresh: Path | None, env: dict[str, str]) -> tupl
     if fresh is not None:
         shutil.rmtree(fresh, ignore_errors=True)
     os.sync()  # the last run's writeback is not charged to this one
+    start = time.perf_counter()
+    while _idle() < 0.9 and time.perf_counter() - start < 10:
+        pass
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, shell=isinstance(cmd, str), stdout=subprocess.DEVNULL)
@@ -147,19 +151,17 @@ def main() -> int:
                 out,
             )
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
-        waited = 0.0
         for _ in range(args.runs):
-            start = time.perf_counter()
-            while _idle() < 0.9 and time.perf_counter() - start < 30:
-                pass
-            waited += time.perf_counter() - start
+            for warm in ("labeler apply --no-visible -j 2", "labeler verify (whole process)"):
+                timed(*rows[warm], env)
             for name, (cmd, fresh) in rows.items():
                 runs[name].append(timed(cmd, fresh, env))
         wall = {name: statistics.median(w for w, _ in times) for name, times in runs.items()}
         cpu = {name: statistics.median(c for _, c in times) for name, times in runs.items()}
         for name in rows:
-            print(f"{name:<48} {wall[name]:7.3f} s wall {cpu[name]:7.3f} s CPU", flush=True)
-        print(f"(waited {waited:.0f} s in all for quiet rounds)\n")
+            fastest = min(w for w, _ in runs[name])
+            print(f"{name:<48} {wall[name]:7.3f} s wall {cpu[name]:7.3f} s CPU (fastest {fastest:.3f} s)")
+        print()
         j1, j2 = wall["labeler apply --no-visible -j 1"], wall["labeler apply --no-visible -j 2"]
         n1, n2 = (
             wall["labeler apply --no-visible --no-fsync -j 1"],
