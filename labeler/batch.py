@@ -3,9 +3,13 @@
 Safety rules, in order of importance:
 
 1. An original is never half-written: every write goes to a temp file in the target's own
-   directory, is fsynced, then renamed over the target (atomic on POSIX).
+   directory, is fsynced, then renamed over the target (atomic on POSIX). With
+   ``Options(fsync=False)`` a signed ``--out`` copy of a medium is renamed unsynced (as ``cp``):
+   a killed process still leaves it whole, a power loss may tear it, and the next run finds a
+   torn copy by its signature (rule 2) and labels it again. Originals and text are always synced.
 2. Running twice never labels twice: a file that already carries a label (or whose ``--out``
-   copy does) is skipped, so a run killed with ``kill -9`` is resumed by running it again.
+   copy does, whole: a signed copy whose signature no longer binds its bytes is redone) is
+   skipped, so a run killed with ``kill -9``, or cut by a power loss, is resumed by running it again.
 3. One bad file never stops the batch: each failure is reported with a one-line reason, whatever
    a parser raised (``RecursionError``, ``MemoryError``, ``zlib.error``... not only our errors).
 4. Only regular files are opened: FIFOs, sockets and devices are listed as skipped (a FIFO would
@@ -17,11 +21,9 @@ from __future__ import annotations
 
 import functools
 import glob
-import multiprocessing
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -104,6 +106,9 @@ class Options:
     text_position: Position = "start"
     c2pa_cert: str | None = None  #: PEM chain; with c2pa_key, images also get C2PA credentials
     c2pa_key: str | None = None
+    #: sync outputs to disk before renaming them; False: only signed ``--out`` copies of media
+    #: skip it (a torn one is found by its signature and redone); originals and text always sync
+    fsync: bool = True
 
 
 @dataclass(frozen=True)
@@ -186,11 +191,25 @@ def read_regular(path: Path, *, follow_symlinks: bool = False) -> tuple[bytes, o
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as fh:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
             raise NotRegularFileError("changed while being opened")
-        return fh.read(), st
+        return _read_all(fd, st.st_size), st
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The rest of ``fd``, ``size`` bytes expected: read into one buffer of that size, then to
+    the end (a file that grew, or a file system that reads short)."""
+    data = os.read(fd, size + 1)
+    if not data:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, max(1 << 16, size + 1 - sum(map(len, parts)))):
+        parts.append(chunk)
+    return data if len(parts) == 1 else b"".join(parts)
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -198,6 +217,8 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
 
     ``mode``: permission bits for the result (a batch passes its source's); by default those
     of the file being replaced. ``mkstemp`` alone would leave every output ``0600``."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TEMP_MARK}", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -236,16 +257,35 @@ def _entries(root: Path, follow: bool) -> Iterator[tuple[Path, str, str]]:
         for entry in found:
             path = Path(entry.path)
             if entry.name.startswith("."):
-                if _TEMP_MARK in entry.name and entry.is_file(follow_symlinks=False):
+                if _is_debris(entry):
                     path.unlink(missing_ok=True)  # debris of a killed run: ours to remove
                 continue
             if entry.is_symlink() and not follow:
                 yield path, _FOLLOW_HINT, ""
             elif entry.is_dir(follow_symlinks=follow):
                 subdirs.append(path)
+            elif entry.is_file(follow_symlinks=follow):  # from the listing: no stat per file
+                yield path, "", ""
             else:
                 yield path, _why_not(path, follow), ""
         stack.extend(reversed(subdirs))
+
+
+def _is_debris(entry: os.DirEntry[str]) -> bool:
+    return entry.name.startswith(".") and _TEMP_MARK in entry.name and entry.is_file(follow_symlinks=False)
+
+
+def _clear_debris(directories: Iterable[Path]) -> None:
+    """Remove the temporaries a killed run left in output directories (in place, walking the
+    tree removes them)."""
+    for directory in directories:
+        try:
+            with os.scandir(directory) as it:
+                debris = [entry.path for entry in it if _is_debris(entry)]
+        except OSError:  # not there yet: nothing to clear
+            continue
+        for path in debris:
+            Path(path).unlink(missing_ok=True)
 
 
 def _why_not(path: Path, follow: bool) -> str:
@@ -263,7 +303,8 @@ def _why_not(path: Path, follow: bool) -> str:
 def plan(paths: Iterable[str | Path], out: Path | None, *, follow_symlinks: bool = False) -> list[Task]:
     """One task per file under ``paths``; targets mirror the tree under ``out`` (or in place).
 
-    Nothing is opened here. Links (unless ``follow_symlinks``), FIFOs, sockets and devices
+    No file is opened here (a killed run's temporaries in output directories are removed).
+    Links (unless ``follow_symlinks``), FIFOs, sockets and devices
     become tasks with a ``skip`` reason. In place, a followed link's target is the file it names,
     and a file reached twice (by a link and by its own name) is labelled once."""
     tasks: list[Task] = []
@@ -285,6 +326,8 @@ def plan(paths: Iterable[str | Path], out: Path | None, *, follow_symlinks: bool
                 add(file, out / file.relative_to(root) if out else file, skip, error)
         else:
             add(root, out / root.name if out else root, _why_not(root, follow_symlinks))
+    if out is not None:
+        _clear_debris({task.target.parent for task in tasks if not task.skip and not task.error})
     return tasks
 
 
@@ -366,12 +409,35 @@ def _label_to_group(task: Task, policy: LabelPolicy, options: Options, group: Gr
             earlier = _existing_output(task.target)
         status, out, detail = label_data(task.source.name, data, earlier, policy, options)
         if out is not None:
-            group.add(task, out, st.st_mode)
+            group.add(task, out, st.st_mode, durable=_must_sync(task, policy, options))
         return Outcome(task, status, detail)
     except NotRegularFileError as exc:  # it changed since it was planned
         return Outcome(task, "ignored", one_line(exc))
     except Exception as exc:  # one bad file fails alone, whatever a third-party parser raised
         return Outcome(task, "failed", describe_error(exc))
+
+
+def _must_sync(task: Task, policy: LabelPolicy, options: Options) -> bool:
+    """Whether ``task``'s output must be on disk before its rename: always for an original
+    (in place) and for what a rerun could not tell torn from whole (text, unsigned labels)."""
+    checkable = policy.signing_key is not None and task.target.suffix.lower() not in TEXT_SUFFIXES
+    return options.fsync or task.target == task.source or not checkable
+
+
+#: What an earlier run's output can't be if it was written whole: redo it. A torn file reads
+#: as one of these (cut in the label, in the content or empty); an edited one as ALTERED.
+_TORN = frozenset({"altered", "unreadable", "no-label", "malformed-label"})
+
+
+def _whole_output(data: bytes, kind: str) -> bool:
+    """Whether an earlier run's labelled output is whole: a signed medium's signature binds its
+    bytes, so a copy torn by a power loss (renamed unsynced) fails it. Text and unsigned labels
+    can't tell, and are never renamed unsynced (:func:`_must_sync`)."""
+    if kind != "media":
+        return True
+    from .verification import verify
+
+    return verify(data, watermark=False).status.value not in _TORN
 
 
 def label_data(
@@ -383,7 +449,12 @@ def label_data(
     ``name`` says whether it is text (by suffix). Raises for a bad file; callers list it alone."""
     kind = _kind(Path(name), data)
     detail = ""
-    if earlier is not None and not options.relabel and _already_labeled(earlier, kind):
+    if (
+        earlier is not None
+        and not options.relabel
+        and _already_labeled(earlier, kind)
+        and _whole_output(earlier, kind)
+    ):
         return "skipped", None, "output exists and is labeled"
     if kind == "media":
         c2pa = _c2pa_config(options.c2pa_cert, options.c2pa_key)
@@ -419,45 +490,53 @@ class GroupCommit:
     durable together (one ``syncfs`` per file system where Linux offers it, else an ``fsync``
     each), renames each over its target and then syncs each directory once. Whenever the process
     dies, every target is either as it was or completely labelled, never half-written; the
-    temporaries of a killed run are removed by the next run that walks their directory."""
+    temporaries of a killed run are removed by the next run that walks their directory.
+    An output added with ``durable=False`` is renamed without a sync: whole after a kill (the
+    page cache outlives the process), possibly torn after a power loss."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Task, Path, int]] = []  # (task, temporary, open fd)
+        self._pending: list[tuple[Task, Path, int, bool]] = []  # (task, temporary, fd, durable)
 
-    def add(self, task: Task, data: bytes, mode: int) -> None:
+    def add(self, task: Task, data: bytes, mode: int, *, durable: bool = True) -> None:
         target = task.target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp, fd = _create_temp(target)
+        try:
+            tmp, fd = _create_temp(target)
+        except FileNotFoundError:  # its directory is not there yet (asked once, not per file)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp, fd = _create_temp(target)
         try:
             os.fchmod(fd, mode & _KEPT_MODE_BITS)  # the source's bits; mkstemp alone gives 0600
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            if durable and _START_WRITEBACK is not None:  # the disk starts now, not at the sync
+                os.posix_fadvise(fd, 0, 0, _START_WRITEBACK)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        self._pending.append((task, tmp, fd))
+        self._pending.append((task, tmp, fd, durable))
 
     def commit(self) -> dict[Task, str]:
         """Sync, rename, sync directories. Returns why each task whose write failed failed."""
         failed: dict[Task, str] = {}
         pending, self._pending = self._pending, []
         try:
-            _sync_all([fd for _, _, fd in pending])
+            _sync_all([fd for _, _, fd, durable in pending if durable])
         except OSError as exc:  # nothing was renamed: every original is as it was
-            for task, tmp, _ in pending:
+            for task, tmp, _, _ in pending:
                 failed[task] = f"cannot write: {exc.strerror or exc}"
                 tmp.unlink(missing_ok=True)
             return failed
         finally:
-            for _, _, fd in pending:
+            for _, _, fd, _ in pending:
                 os.close(fd)
         directories: set[Path] = set()
-        for task, tmp, _ in pending:
+        for task, tmp, _, durable in pending:
             try:
                 os.replace(tmp, task.target)
-                directories.add(task.target.parent)
+                if durable:
+                    directories.add(task.target.parent)
             except OSError as exc:
                 failed[task] = f"cannot write: {exc.strerror or exc}"
                 tmp.unlink(missing_ok=True)
@@ -467,6 +546,9 @@ class GroupCommit:
 
 
 _temp_count = 0
+#: Linux starts writing a file's dirty pages back on POSIX_FADV_DONTNEED (and drops them once
+#: clean); elsewhere the hint may drop nothing and start nothing, so it is not given.
+_START_WRITEBACK = os.POSIX_FADV_DONTNEED if sys.platform.startswith("linux") else None
 
 
 def _create_temp(target: Path) -> tuple[Path, int]:
@@ -480,6 +562,8 @@ def _create_temp(target: Path) -> tuple[Path, int]:
             return tmp, os.open(tmp, flags, 0o600)
         except FileExistsError:
             continue
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix=f".{target.name}{_TEMP_MARK}", dir=target.parent)
     return Path(name), fd
 
@@ -643,6 +727,7 @@ def in_workers(chunks: list[list[T]], jobs: int, work: Work[T, R]) -> Iterator[R
     whose worker died is run again alone, and if its worker dies again it gets ``work.died``
     while the batch goes on. Every round finishes or shrinks some unit, so the batch never
     hangs and never loops."""
+    import multiprocessing  # here, as the pool: `-j 1` starts without them
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
