@@ -4,7 +4,8 @@ protected by a rate-1/3 convolutional code (K=7) decoded with a soft-decision Vi
 Why a convolutional code: it is small to write, decodes soft values (the correlations the
 detector measures) directly, and gains ~5 dB over hard repetition at the bit error rates a
 re-encoded, resized picture leaves. The CRC turns a wrong decode into "unreadable", not a
-wrong id.
+wrong id. A detected mark that Viterbi cannot read gets a CRC-aided list decode (the best 64
+paths): about 1 dB more, at 64 more chances for noise to pass the CRC and the key id.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ __all__ = [
     "Payload",
     "content_id_for",
     "decode_bits",
+    "decode_list",
     "encode_bits",
+    "list_candidates",
 ]
 
 PAYLOAD_BITS = 64
