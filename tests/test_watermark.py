@@ -4,6 +4,8 @@ payload code. The attack table over many pictures is benchmarks/bench_watermark.
 
 from __future__ import annotations
 
+import binascii
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -21,7 +23,14 @@ from labeler.watermark import (
     detect,
     embed,
 )
-from labeler.watermark.payload import CODED_BITS, decode_bits, encode_bits
+from labeler.watermark.payload import (
+    CODED_BITS,
+    _list_paths,
+    decode_bits,
+    decode_list,
+    encode_bits,
+    list_candidates,
+)
 
 KEY = WatermarkKey(b"test-watermark-key-0123456789")
 PAYLOAD = Payload(KEY.key_id, content_id_for("ACME-AI", "2026-11-24-0001"))
@@ -104,6 +113,69 @@ def test_a_noise_decode_is_rejected_by_the_crc() -> None:
     rng = np.random.default_rng(3)
     decoded = [decode_bits(rng.normal(size=CODED_BITS)) for _ in range(200)]
     assert sum(d is not None for d in decoded) <= 1  # 2^-16 each
+
+
+LIST_PAYLOAD = Payload(0xBEEF, 0x123456789ABC)
+
+
+def _checked(bits: np.ndarray, key_id: int) -> Payload | None:
+    """The payload of 80 info bits if its CRC-16 (computed here, independently) and key id
+    check."""
+    word = int("".join(str(int(b)) for b in bits), 2)
+    value, crc = word >> 16, word & 0xFFFF
+    if binascii.crc_hqx(value.to_bytes(8, "big"), 0xFFFF) != crc or value >> 48 != key_id:
+        return None
+    return Payload.from_int(value)
+
+
+def test_the_list_decoder_reads_what_plain_viterbi_misses() -> None:
+    coded = 1.0 - 2.0 * encode_bits(LIST_PAYLOAD)
+    soft = coded + np.random.default_rng(0).normal(0.0, 1.4, CODED_BITS)
+    assert decode_bits(soft, LIST_PAYLOAD.key_id) is None
+    assert decode_list(soft, LIST_PAYLOAD.key_id, 64, fixed=False) == LIST_PAYLOAD
+    assert decode_list(soft, LIST_PAYLOAD.key_id, 16) == LIST_PAYLOAD
+    assert decode_list(soft, LIST_PAYLOAD.key_id ^ 0x0100, 64, fixed=False) is None
+
+
+def test_the_list_decoder_reads_more_over_many_noisy_codewords() -> None:
+    rng = np.random.default_rng(9)
+    coded = 1.0 - 2.0 * encode_bits(LIST_PAYLOAD)
+    plain = listed = 0
+    for _ in range(60):
+        soft = coded + rng.normal(0.0, 1.4, CODED_BITS)
+        plain += decode_bits(soft, LIST_PAYLOAD.key_id) == LIST_PAYLOAD
+        found = decode_list(soft, LIST_PAYLOAD.key_id, 64, fixed=False)
+        assert found in (None, LIST_PAYLOAD)
+        listed += found == LIST_PAYLOAD
+    assert listed > plain + 5
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 0xFFFF), st.booleans())
+def test_list_candidates_always_pass_crc_and_key_id(seed: int, key_id: int, fixed: bool) -> None:
+    """On noise or a faint mark, every candidate returned has a valid CRC and the key id asked
+    for; on noise, none is expected (16 paths: 2^-12 with the key id fixed, 2^-28 compared)."""
+    rng = np.random.default_rng(seed)
+    soft = rng.normal(size=CODED_BITS) + 0.3 * (1.0 - 2.0 * encode_bits(Payload(key_id, seed)))
+    paths = _list_paths(soft.reshape(-1, 3), key_id if fixed else None, 16)
+    assert len(paths) == 16 and len({p.tobytes() for p in paths}) == 16  # distinct paths
+    wanted = [p for p in (_checked(bits, key_id) for bits in paths) if p is not None]
+    assert list_candidates(soft, key_id, 16, fixed=fixed) == wanted
+
+
+def test_the_list_decoder_rejects_noise() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        assert decode_list(rng.normal(size=CODED_BITS), 0x1234, 64, fixed=False) is None
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, (1 << 48) - 1), st.integers(0, 2**32 - 1))
+def test_the_list_decoder_agrees_with_viterbi_at_high_snr(key_id: int, content_id: int, seed: int) -> None:
+    payload = Payload(key_id, content_id)
+    soft = 1.0 - 2.0 * encode_bits(payload) + np.random.default_rng(seed).normal(0.0, 0.5, CODED_BITS)
+    assert decode_bits(soft, key_id) == payload
+    assert decode_list(soft, key_id, 8) == payload
+    assert decode_list(soft, key_id, 64, fixed=False) == payload
+    assert list_candidates(soft, key_id, 8)[0] == payload
 
 
 def test_payload_and_key_are_checked() -> None:
@@ -224,3 +296,22 @@ def test_a_lattice_with_no_point_in_reach_does_not_crash() -> None:
     picture = embed(synthetic_scene(1002, (768, 512)), key, Payload(key.key_id, 0x5EEDCAFEF00D)).picture
     found = detect(ATTACKS["resize 0.5x"](picture), key)
     assert found.p_value <= 1.0
+
+
+def test_a_detected_mark_too_faint_for_viterbi_reads_by_the_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain crop 10%, 0.8x, JPEG q50 on the astronaut leaves a mark found (p ~ 6e-8) whose
+    plain decode fails; the list decode reads it, and without it the payload is unreadable."""
+    import labeler.watermark.image as image
+
+    photos = dict(sample_pictures())
+    if "astronaut" not in photos:
+        pytest.skip("scikit-image's photos are not installed")
+    key = WatermarkKey(b"benchmark-watermark-key-000000")
+    payload = Payload(key.key_id, 0x5EED_CAFE_F00D)
+    attacked = ATTACKS["chain: crop 10%, 0.8x, jpeg q50"](embed(photos["astronaut"], key, payload).picture)
+    found = detect(attacked, key)
+    assert found.detected and found.payload == payload
+    monkeypatch.setattr(image, "_read_list", lambda *args: None)
+    unread = detect(attacked, key)
+    assert unread.detected and unread.payload is None
+    assert unread.reason == "mark present, payload unreadable"

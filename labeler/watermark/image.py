@@ -36,7 +36,7 @@ from scipy.special import ndtr  # type: ignore[import-untyped]
 
 from labeler.errors import LabelerError
 from labeler.watermark.keys import WatermarkKey
-from labeler.watermark.payload import CODED_BITS, Payload, decode_bits, encode_bits
+from labeler.watermark.payload import CODED_BITS, Payload, decode_bits, decode_list, encode_bits
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -88,6 +88,7 @@ _SCAN_PICKS = 2  # ... and the best this many refined
 _REFINE = 6  # ... over +-6 px of the picture's extent
 _LAG_MAX_SHARE = 0.55  # ... and at most this share of the picture's shorter side
 _STAGES = 4  # detection may stop after each of four stages; the error rate is split in four
+_LIST = 64  # paths kept by the list decode of a detected mark whose plain decode failed
 
 
 class WatermarkCapacityError(LabelerError):
@@ -579,7 +580,9 @@ def _sync_spectrum(key: WatermarkKey) -> npt.NDArray[np.complex128]:
     return spec
 
 
-def _read_payload(folded: F64, key: WatermarkKey, oy: int, ox: int) -> Payload | None:
+def _soft_values(folded: F64, key: WatermarkKey, oy: int, ox: int) -> F64:
+    """The CODED_BITS soft values at an origin: sync subtracted, matched filter, chips summed
+    per coded bit with the key's signs."""
     pats = _key_patterns(key)
     aligned = np.roll(folded, (-oy, -ox), axis=(0, 1))
     sync = pats.sync_px.astype(np.float64)
@@ -589,10 +592,22 @@ def _read_payload(folded: F64, key: WatermarkKey, oy: int, ox: int) -> Payload |
     soft = np.bincount(
         pats.assign_chip.ravel(), weights=(chips * pats.sign_chip).ravel(), minlength=CODED_BITS
     )
-    values = soft.astype(np.float64)
+    values: F64 = soft.astype(np.float64)
+    return values
+
+
+def _read_payload(folded: F64, key: WatermarkKey, oy: int, ox: int) -> Payload | None:
+    values = _soft_values(folded, key, oy, ox)
     # the key's own id first (16 bits fewer to decode), then any id (a mark made with a payload
     # that names another key still reads)
     return decode_bits(values, key.key_id) or decode_bits(values)
+
+
+def _read_list(folded: F64, key: WatermarkKey, oy: int, ox: int) -> Payload | None:
+    """The last resort for a detected mark whose plain decode failed: a CRC-aided list decode
+    with the key id decoded, not fixed, and compared (noise passes both checks at about
+    _LIST * 2^-32 per read)."""
+    return decode_list(_soft_values(folded, key, oy, ox), key.key_id, _LIST, fixed=False)
 
 
 def detect(picture: Any, key: WatermarkKey, *, threshold: float = DEFAULT_THRESHOLD) -> Detection:
@@ -816,6 +831,14 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
         found = _found(z, p_value, polished, folded, oy, ox, key, threshold, len(lattices))
         if found is not None:
             return found
+        # still unread: the list decode, at the polished lattice, then at the one found
+        _, _, folded1, oy1, ox1 = scored[0]
+        for fold_at, lat_at, at_y, at_x in ((folded, polished, oy, ox), (folded1, lattice, oy1, ox1)):
+            payload = _read_list(fold_at, key, at_y, at_x)
+            if payload is not None:
+                scale = math.sqrt(abs(float(np.linalg.det(lat_at)))) / TILE
+                rotation = math.degrees(math.atan2(lat_at[1, 0], lat_at[0, 0]))
+                return Detection(True, p_value, payload, z, threshold, scale, rotation, "", len(lattices))
     scale = math.sqrt(abs(float(np.linalg.det(lattice)))) / TILE
     rotation = math.degrees(math.atan2(lattice[1, 0], lattice[0, 0]))
     reason = "mark present, payload unreadable" if detected else "no mark at this threshold"
@@ -841,7 +864,7 @@ def detect_frames(pictures: Any, key: WatermarkKey, *, threshold: float = DEFAUL
         z, oy, ox = _sync_score(folded, _sync_spectrum(key))
         p_sum = min(1.0, 2 * _STAGES * TILE * TILE * float(ndtr(-z)))
         if p_sum <= threshold:
-            payload = _read_payload(folded, key, oy, ox)
+            payload = _read_payload(folded, key, oy, ox) or _read_list(folded, key, oy, ox)
             if payload is not None:
                 return Detection(True, p_sum, payload, z, threshold, float(_tile_scale(h, w)), 0.0, "", 1)
         singles = [_detect_residual(r, key, each) for r in residuals]

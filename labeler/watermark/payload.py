@@ -4,7 +4,8 @@ protected by a rate-1/3 convolutional code (K=7) decoded with a soft-decision Vi
 Why a convolutional code: it is small to write, decodes soft values (the correlations the
 detector measures) directly, and gains ~5 dB over hard repetition at the bit error rates a
 re-encoded, resized picture leaves. The CRC turns a wrong decode into "unreadable", not a
-wrong id.
+wrong id. A detected mark that Viterbi cannot read gets a CRC-aided list decode (the best 64
+paths): about 1 dB more, at 64 more chances for noise to pass the CRC and the key id.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ __all__ = [
     "Payload",
     "content_id_for",
     "decode_bits",
+    "decode_list",
     "encode_bits",
+    "list_candidates",
 ]
 
 PAYLOAD_BITS = 64
@@ -138,3 +141,71 @@ def decode_bits(soft: npt.NDArray[np.floating], key_id: int | None = None) -> Pa
     if binascii.crc_hqx(value.to_bytes(8, "big"), 0xFFFF) != crc:
         return None
     return Payload.from_int(value)
+
+
+def _word_payload(bits: npt.NDArray[np.uint8]) -> Payload | None:
+    """The payload of decoded info bits if their CRC checks, else None."""
+    word = 0
+    for b in bits[:_INFO_BITS]:
+        word = (word << 1) | int(b)
+    value, crc = word >> _CRC_BITS, word & 0xFFFF
+    if binascii.crc_hqx(value.to_bytes(8, "big"), 0xFFFF) != crc:
+        return None
+    return Payload.from_int(value)
+
+
+def _list_paths(y: npt.NDArray[np.float64], key_id: int | None, size: int) -> list[npt.NDArray[np.uint8]]:
+    """The ``size`` most likely info-bit paths ending in state 0, best first (a parallel list
+    Viterbi: every state keeps its ``size`` best paths). ``key_id`` fixes its 16 bits."""
+    symbols = 1.0 - 2.0 * _OUTPUTS.astype(np.float64)
+    nxt = np.arange(_STATES)
+    regs = np.stack([nxt, nxt | _STATES])  # (2, 64): the registers entering each state
+    prev = regs >> 1
+    metric = np.full((_STATES, size), -np.inf)
+    metric[0, 0] = 0.0
+    steps = y.shape[0]
+    back = np.empty((steps, _STATES, size), dtype=np.int32)  # index into (2, size) candidates
+    for t in range(steps):
+        branch = symbols @ y[t]
+        cand = (metric[prev] + branch[regs][:, :, None]).transpose(1, 0, 2).reshape(_STATES, 2 * size)
+        order = np.argsort(-cand, axis=1, kind="stable")[:, :size]
+        back[t] = order
+        metric = np.take_along_axis(cand, order, axis=1)
+        if key_id is not None and t < 16:  # paths that disagree with the key id are dropped
+            metric[(nxt & 1) != (key_id >> (15 - t)) & 1] = -np.inf
+    paths = []
+    for rank in range(size):
+        if not np.isfinite(metric[0, rank]):
+            break
+        bits = np.empty(steps, dtype=np.uint8)
+        state, r = 0, rank
+        for t in range(steps - 1, -1, -1):
+            bits[t] = state & 1
+            branch_i, r = divmod(int(back[t, state, r]), size)
+            state = int(prev[branch_i, state])
+        paths.append(bits[:_INFO_BITS])
+    return paths
+
+
+def list_candidates(
+    soft: npt.NDArray[np.floating], key_id: int, size: int, *, fixed: bool = True
+) -> list[Payload]:
+    """Every payload among the ``size`` best paths whose CRC checks and whose key id is
+    ``key_id``, best first (``fixed``: the key id fixed on the trellis, else decoded and
+    compared). More than one, or one when no mark is there, is a false accept."""
+    y = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
+    if y.shape[0] != _INFO_BITS + _K - 1:
+        raise ValueError(f"expected {CODED_BITS} soft values")
+    found = [_word_payload(bits) for bits in _list_paths(y, key_id if fixed else None, size)]
+    return [p for p in found if p is not None and p.key_id == key_id]
+
+
+def decode_list(
+    soft: npt.NDArray[np.floating], key_id: int, size: int = 16, *, fixed: bool = True
+) -> Payload | None:
+    """CRC-aided list Viterbi: the first of the ``size`` most likely paths whose CRC checks and
+    whose key id is ``key_id``. Reads fainter marks than plain Viterbi, but every extra path is
+    one more chance that noise passes the checks: call it only after a detection whose plain
+    decode failed."""
+    found = list_candidates(soft, key_id, size, fixed=fixed)
+    return found[0] if found else None
