@@ -43,9 +43,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def policy(policy: LabelPolicy) -> LabelPolicy:
     """A fixed watermark key (and ProduceID, below): the same mark, so the same outcome, in every
-    run. Over 40 random keys and ids (benchmarks/bench_watermark_video.py) the mark was found
-    after CRF 23, CRF 28 and the downscale in 40 of 40 each, and its payload read in 40, 40 and
-    37 (docs/watermark.md)."""
+    run. Over 40 random keys and ids (benchmarks/bench_watermark_video.py) the mark was found and
+    its payload read after CRF 23, CRF 28 and the downscale in 40 of 40 each (docs/watermark.md)."""
     return dataclasses.replace(policy, watermark_key=b"video-watermark-test-key-0000001")
 
 
@@ -69,9 +68,9 @@ def test_every_frame_is_marked_in_the_labels_re_encode(
 
 
 @pytest.mark.parametrize(
-    ("attack", "names_producer"),
-    [(["-crf", "23"], True), (["-crf", "28"], True), (["-vf", "scale=480:270", "-crf", "23"], False)],
-    ids=["crf23", "crf28", "480x270"],  # 480x270: this key's payload does not read (37 of 40 random keys did)
+    "attack",
+    [["-crf", "23"], ["-crf", "28"], ["-vf", "scale=480:270", "-crf", "23"]],
+    ids=["crf23", "crf28", "480x270"],
 )
 def test_the_mark_survives_a_platform_re_encode(
     labelled: tuple[bytes, object],
@@ -79,10 +78,9 @@ def test_the_mark_survives_a_platform_re_encode(
     trust: TrustStore,
     tmp_path: Path,
     attack: list[str],
-    names_producer: bool,
 ) -> None:
-    """Found after each (p <= 1e-6: "suspected"), read from 12 frames of the first 3 s together;
-    its 64-bit payload names the producer after CRF 23 and CRF 28."""
+    """Found after each (p <= 1e-6: "suspected"), read from 12 frames of the first 3 s together,
+    and its 64-bit payload names the producer."""
     (tmp_path / "in.mp4").write_bytes(labelled[0])
     _ffmpeg("-i", tmp_path / "in.mp4", "-map_metadata", "-1", "-c:v", "libx264", *attack, "-c:a", "copy",
             tmp_path / "out.mp4")  # fmt: skip
@@ -94,8 +92,7 @@ def test_the_mark_survives_a_platform_re_encode(
     assert verdict.status is Status.NO_LABEL and verdict.notice == "suspected"
     mark = verdict.to_dict()["watermark"]
     assert mark["detected"] and mark["p_value"] <= 1e-6
-    if names_producer:
-        assert mark["producer"] == key.producer
+    assert mark["producer"] == key.producer
 
 
 def test_unmarked_video_is_not_detected_and_watermark_false_skips_it(
