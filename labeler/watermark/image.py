@@ -768,13 +768,20 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
         z, oy, ox = _sync_score(folded, sync_spec)
         scored.append((z, lattice, folded, oy, ox))
     scored.sort(key=lambda s: -s[0])
-    found = None
-    for z, lattice, folded, oy, ox in scored:
-        if p_of(z, tries) > threshold:
-            break
-        found = _found(z, p_of(z, tries), lattice, folded, oy, ox, key, threshold, len(lattices))
-        if found is not None:
-            return found
+
+    def first_read(candidates: list[tuple[float, F64, F64, int, int]]) -> Detection | None:
+        """The first candidate (best first) whose payload reads, while its p-value is below the
+        threshold at the tries counted so far."""
+        for z, lattice, folded, oy, ox in candidates:
+            if p_of(z, tries) > threshold:
+                return None
+            found = _found(z, p_of(z, tries), lattice, folded, oy, ox, key, threshold, len(lattices))
+            if found is not None:
+                return found
+        return None
+
+    if (found := first_read(scored)) is not None:
+        return found
     if step > 1 and scored[0][0] >= _FULL_GATE:
         # stage 3: every pixel, on the lattice the sample liked best, if it stood out at all
         full = []
@@ -783,12 +790,8 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
             z, oy, ox = _sync_score(folded, sync_spec)
             full.append((z, lattice, folded, oy, ox))
         full.sort(key=lambda s: -s[0])
-        for z, lattice, folded, oy, ox in full:
-            if p_of(z, tries) > threshold:
-                break
-            found = _found(z, p_of(z, tries), lattice, folded, oy, ox, key, threshold, len(lattices))
-            if found is not None:
-                return found
+        if (found := first_read(full)) is not None:
+            return found
         if full[0][0] > scored[0][0]:
             scored = full
     if step == 1:
@@ -813,12 +816,8 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
             z, oy, ox = _sync_score(folded, sync_spec)
             scan_scored.append((z, lattice, folded, oy, ox))
         scan_scored.sort(key=lambda s: -s[0])
-        for z, lattice, folded, oy, ox in scan_scored:
-            if p_of(z, tries) > threshold:
-                break
-            found = _found(z, p_of(z, tries), lattice, folded, oy, ox, key, threshold, len(lattices))
-            if found is not None:
-                return found
+        if (found := first_read(scan_scored)) is not None:
+            return found
         if scan_scored and scan_scored[0][0] > scored[0][0]:
             scored = scan_scored
     z, lattice = scored[0][0], scored[0][1]
