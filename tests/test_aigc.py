@@ -187,3 +187,13 @@ def test_first_write_json_is_first_write_to_json(producer: str, produce_id: str,
 def test_first_write_json_checks_a_token_as_the_record_does(token: str) -> None:
     """The per-response check of the token (a bytes scan, not the regex) agrees with the record's."""
     _same_as_first_write("001191440300708461136T1XGW3", "0193abcdef", token)
+
+
+@given(st.text(st.characters(max_codepoint=0x100), max_size=60))
+def test_the_charset_check_is_annex_e_rule(value: str) -> None:
+    """The record's character check (a bytes scan) against the rule written as a regex."""
+    import re
+
+    from labeler.aigc import _allowed
+
+    assert _allowed(value) == bool(re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]*", value))
