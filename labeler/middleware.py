@@ -267,20 +267,21 @@ class _BufferedResponder(_Responder):
                 return
         if more:
             return
-        encoded = body if len(self.buffer) == 1 else b"".join(self.buffer)
+        encoded = b"".join(self.buffer)  # one piece: that piece itself, not a copy
         raw = b"".join(self.decoded) if self.decoder is not None else encoded
         self.buffer, self.decoded = [], []
         try:
-            if self.is_json:
+            if self.is_json and mw.batcher is None:
+                labelled = mw.label_json_now(raw)  # signed on the spot, or unsigned without a key
+            elif self.is_json:
                 labelled = mw.label_json(raw)
                 if labelled is not None:
                     digest = hashlib.sha256(labelled[0]).digest()
                     queued = mw.queue_record(digest, "json", self._on_signed)
-                    if queued is not None:  # sent by finish(), once the batch is signed
-                        self.signed = (*labelled, *queued, encoded)
-                        self.held = []
-                        return
-                    labelled = labelled[0], mw.label_headers(mw.record_json(digest, "json")) + labelled[1]
+                    assert queued is not None  # a batch signer means a key
+                    self.signed = (*labelled, *queued, encoded)  # sent by finish(), once signed
+                    self.held = []
+                    return
             else:
                 labelled = await anyio.to_thread.run_sync(mw.label_media, raw, limiter=mw.media_limiter())
         except Exception as exc:

@@ -265,15 +265,6 @@ class ResponseLabeller:
                 extra.append((b"aigc-unlabeled-urls", str(unlabeled).encode()))
         return encode(obj), extra
 
-    async def label_json_signed(self, raw: bytes) -> tuple[bytes, Headers] | None:
-        """:meth:`label_json` with the record's headers, signed in this loop turn's batch."""
-        labelled = self.label_json(raw)
-        if labelled is None:
-            return None
-        body, extra = labelled
-        record = await self.batch_signed_record_json(hashlib.sha256(body).digest(), "json")
-        return body, self.label_headers(record) + extra
-
     def label_json_now(self, raw: bytes) -> tuple[bytes, Headers] | None:
         """:meth:`label_json` with the record's headers, signed on its own (no event loop)."""
         labelled = self.label_json(raw)
