@@ -209,7 +209,7 @@ def _read_all(fd: int, size: int) -> bytes:
     parts = [data]
     while chunk := os.read(fd, max(1 << 16, size + 1 - sum(map(len, parts)))):
         parts.append(chunk)
-    return data if len(parts) == 1 else b"".join(parts)
+    return b"".join(parts)  # one part: that part itself, not a copy
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
