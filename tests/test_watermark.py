@@ -239,6 +239,82 @@ def test_arrays_and_modes(scene: Image.Image) -> None:
     assert out_rgba.mode == "RGBA" and out_rgba.getchannel("A").getextrema() == (200, 200)
 
 
+def _reference_embed(img: Image.Image, strength: float = 1.0) -> tuple[np.ndarray, float, np.ndarray]:
+    """The embedder written plainly, on whole float64 arrays (the oracle for the banded,
+    in-place one): SSIM budget of 8 x 8 windows per 2 x 2 block (scipy's uniform filter on the
+    blocks' means of y and y^2), an odd last row/column takes its neighbour's, gain from the
+    mean budget, mask x tile, clipped, rounded, added to R, G, B (or L) and clipped to 0..255."""
+    from labeler.watermark import image as wm
+
+    y = np.asarray(img.convert("L"), np.float64)
+    h, w = y.shape
+    e = y[: h // 2 * 2, : w // 2 * 2]
+    pool = lambda a: (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4  # noqa: E731
+    mean = ndimage.uniform_filter(pool(e), 4, mode="reflect")
+    var = np.maximum(ndimage.uniform_filter(pool(e * e), 4, mode="reflect") - mean * mean, 0)
+    budget = np.pad(2 * var + wm._C2, ((0, h % 2), (0, w % 2)), mode="edge")
+    gain = min(wm._SSIM_LOSS**0.5, wm.TARGET_RMS / budget.mean() ** 0.5) * strength
+    mask = np.repeat(np.repeat(np.sqrt(budget) * gain, 2, axis=0), 2, axis=1)[:h, :w]
+    tile = wm._tile(KEY, PAYLOAD).astype(np.float64)
+    pattern = np.tile(tile, (-(-h // 128), -(-w // 128)))[:h, :w]
+    step = np.rint(np.clip(mask * pattern, -3 * wm.TARGET_RMS, 3 * wm.TARGET_RMS))
+    arr = np.asarray(img).astype(np.float64)
+    colour = arr if img.mode == "L" else arr[..., :3]
+    out = np.clip(colour + (step if img.mode == "L" else step[..., None]), 0, 255)
+    mse = np.mean((out - colour) ** 2)
+    if img.mode != "L":
+        out = np.concatenate([out, arr[..., 3:]], axis=2)
+    return out.astype(np.uint8), float(10 * np.log10(255.0**2 / mse)), budget
+
+
+@given(
+    st.integers(128, 300),
+    st.integers(128, 300),
+    st.sampled_from(["RGB", "RGBA", "L"]),
+    st.integers(0, 2**16),
+    st.sampled_from([1.0, 2.5]),
+)
+def test_embedding_matches_the_plain_reference(w: int, h: int, mode: str, seed: int, strength: float) -> None:
+    """Bands, 2 x 2 blocks, odd edges, modes and clipping at black and white: the embedder
+    writes what the plain whole-array reference writes (a level's rounding may differ where
+    float32 and float64 straddle .5), and reports the PSNR of the change it made, exactly."""
+    rng = np.random.default_rng(seed)
+    base = synthetic_scene(seed, (w, h)).convert(mode)
+    arr = np.asarray(base).copy()
+    arr[h // 3 : h // 2] = 255  # white and black bands: the change must clip, never wrap
+    arr[-(h // 5) :] = rng.integers(0, 4, size=arr[-(h // 5) :].shape)
+    img = Image.fromarray(arr, mode)
+    from labeler.watermark import image as wm
+
+    want, want_psnr, budget = _reference_embed(img, strength)
+    np.testing.assert_allclose(wm._ssim_budget(img), budget, rtol=1e-5, atol=0.02)  # float32 sums
+    got = embed(img, KEY, PAYLOAD, strength=strength)
+    out = np.asarray(got.picture)
+    assert got.picture.mode == mode and out.shape == want.shape
+    differ = out.astype(np.int16) - want
+    assert np.abs(differ).max() <= 1 and np.count_nonzero(differ) <= max(3, differ.size // 2000)
+    x, y = np.asarray(img, np.float64), out.astype(np.float64)
+    if mode == "RGBA":
+        assert np.array_equal(out[..., 3], arr[..., 3])
+        x, y = x[..., :3], y[..., :3]
+    assert got.psnr == pytest.approx(10 * np.log10(255.0**2 / np.mean((x - y) ** 2)), abs=1e-9)
+    assert got.psnr == pytest.approx(want_psnr, abs=0.05)
+
+
+def test_in_place_changes_the_picture_given(scene: Image.Image) -> None:
+    """The label's re-encode marks its own decoded picture without a copy; by default the
+    caller's picture is left as it was."""
+    before = scene.tobytes()
+    copy = embed(scene, KEY, PAYLOAD).picture
+    assert copy is not scene and scene.tobytes() == before
+    mine = scene.copy()
+    same = embed(mine, KEY, PAYLOAD, in_place=True).picture
+    assert same is mine and mine.tobytes() == copy.tobytes()
+    palette = scene.convert("P")
+    marked = embed(palette, KEY, PAYLOAD, in_place=True).picture
+    assert marked is not palette and marked.mode == "RGB"  # a mode it can't change in place
+
+
 # ---------------------------------------------------------------- false positives
 
 
@@ -299,16 +375,16 @@ def test_a_lattice_with_no_point_in_reach_does_not_crash() -> None:
 
 
 def test_a_detected_mark_too_faint_for_viterbi_reads_by_the_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The chain crop 10%, 0.8x, JPEG q50 on the astronaut leaves a mark found (p ~ 6e-8) whose
+    """The chain crop 10%, 0.8x, JPEG q50 on the camera man leaves a mark found (p ~ 2e-10) whose
     plain decode fails; the list decode reads it, and without it the payload is unreadable."""
     import labeler.watermark.image as image
 
     photos = dict(sample_pictures())
-    if "astronaut" not in photos:
+    if "camera" not in photos:
         pytest.skip("scikit-image's photos are not installed")
     key = WatermarkKey(b"benchmark-watermark-key-000000")
     payload = Payload(key.key_id, 0x5EED_CAFE_F00D)
-    attacked = ATTACKS["chain: crop 10%, 0.8x, jpeg q50"](embed(photos["astronaut"], key, payload).picture)
+    attacked = ATTACKS["chain: crop 10%, 0.8x, jpeg q50"](embed(photos["camera"], key, payload).picture)
     found = detect(attacked, key)
     assert found.detected and found.payload == payload
     monkeypatch.setattr(image, "_read_list", lambda *args: None)

@@ -134,7 +134,7 @@ def label_picture(
 
     def mark(img: Image.Image) -> Image.Image:
         try:
-            embedded = w.embed(img, wkey, payload)
+            embedded = w.embed(img, wkey, payload, in_place=True)
         except w.WatermarkCapacityError as exc:
             outcomes.append(MarkOutcome(exc.reason, str(exc)))
             return img
