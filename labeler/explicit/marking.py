@@ -184,7 +184,7 @@ def label_video(
     found = _mark_key(policy, required=watermark is True) if want else OFF
     if isinstance(found, MarkOutcome):
         return add_video_label(data, text, style, second), found
-    import numpy as np
+    from PIL import Image
 
     w, (wkey, key) = wing(), found
     assert w is not None
@@ -193,14 +193,14 @@ def label_video(
     refused: list[str] = []
 
     def mark(frame: bytes, width: int, height: int) -> bytes:
-        picture = np.frombuffer(frame, np.uint8).reshape(height, width, 3)
+        picture = Image.frombytes("RGB", (width, height), frame)
         try:
-            embedded = w.embed(picture, wkey, payload, strength=_VIDEO_STRENGTH)
+            embedded = w.embed(picture, wkey, payload, strength=_VIDEO_STRENGTH, in_place=True)
         except w.WatermarkCapacityError as exc:
             refused.append(exc.reason)
             return frame
         marked.append(embedded.psnr)
-        return bytes(embedded.picture.tobytes())
+        return picture.tobytes()
 
     try:
         out = add_video_label(data, text, style, second, mark=mark)

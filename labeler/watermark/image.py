@@ -315,16 +315,15 @@ def _as_image(picture: Any, in_place: bool) -> Image.Image:
     return picture if in_place else picture.copy()  # type: ignore[no-any-return]
 
 
-def _mark_band(img: Image.Image, r0: int, r1: int, delta: F32) -> float:
-    """Add ``delta`` (whole levels, rows r0..r1) to the picture's luma in place; returns the sum
-    of the squared changes made."""
+def _mark_band(img: Image.Image, r0: int, delta: F32, w: int) -> float:
+    """Add ``delta`` (whole levels; its columns past ``w`` are zero) to the picture's luma from
+    row ``r0`` in place; returns the sum of the squared changes made."""
     from PIL import Image
 
-    w = img.size[0]
-    n = r1 - r0
+    n = delta.shape[0]
     rawmode, spread = _LAYOUT[img.mode]
-    step = delta.astype(np.int8)
-    base = np.frombuffer(img.crop((0, r0, w, r1)).tobytes("raw", rawmode), np.uint8)
+    step = delta[:, :w].astype(np.int8)
+    base = np.frombuffer(img.crop((0, r0, w, r0 + n)).tobytes("raw", rawmode), np.uint8)
     # the step's byte (two's complement) in every colour byte of the pixel: adding modulo 256 is
     # exact except where a level went past black or white, which is found and clipped
     change = (
@@ -371,24 +370,28 @@ def embed(
     if u > 1:
         tile = np.kron(tile, np.ones((u, u), dtype=np.float32))
     t = tile.shape[0]
-    wp = mask.shape[1] * 2
-    pattern = np.tile(tile, (2, -(-wp // t)))[:, :wp]  # two tiles high: any band is one slice
+    tiles = -(-w // t)  # across: the mask is widened to whole tiles (the change past w is zeroed)
+    masks = np.empty((mask.shape[0], tiles * t // 2), np.float32)
+    masks[:, : mask.shape[1]] = mask
+    masks[:, mask.shape[1] :] = 0
+    rows = np.concatenate([tile, tile])  # two tiles high: any band's rows are one slice
     band = _band_rows(w, t)
-    delta = np.empty((band, wp), np.float32)
-    wide = np.empty((band // 2, wp), np.float32)
+    delta = np.empty((band, tiles * t), np.float32)
+    wide = np.empty((band // 2, tiles * t), np.float32)
     squares = 0.0
     for r0 in range(0, h, band):
         n = min(band, h - r0)
         ne, o = n + n % 2, r0 % t
         d = delta[:ne]
-        np.multiply(  # each 2 x 2 block's mask times the pattern
-            _doubled(mask[r0 // 2 : r0 // 2 + ne // 2], wide[: ne // 2])[:, None, :],
-            pattern[o : o + ne].reshape(ne // 2, 2, wp),
-            out=d.reshape(ne // 2, 2, wp),
+        np.multiply(  # each 2 x 2 block's mask times the tile's rows, tile after tile
+            _doubled(masks[r0 // 2 : r0 // 2 + ne // 2], wide[: ne // 2]).reshape(ne // 2, 1, tiles, t),
+            rows[o : o + ne].reshape(ne // 2, 2, 1, t),
+            out=d.reshape(ne // 2, 2, tiles, t),
         )
         np.clip(d, -3 * TARGET_RMS, 3 * TARGET_RMS, out=d)
         np.rint(d, out=d)
-        squares += _mark_band(img, r0, r0 + n, np.ascontiguousarray(d[:n, :w]))
+        d[:, w:] = 0
+        squares += _mark_band(img, r0, d[:n], w)
     channels = 1 if img.mode == "L" else 3
     mse = squares / (channels * h * w)
     psnr = 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
