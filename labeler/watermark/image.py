@@ -213,20 +213,13 @@ def _band_rows(w: int, tile: int) -> int:
 
 
 def _box4(a: F32) -> F32:
-    """4 x 4 box sums of both planes of ``a`` (2, n + 3, w), with scipy's alignment for an even
-    window (i-2 .. i+1): ``a`` comes with its 2 rows above and 1 below, its columns are mirrored
-    at the edges here. Sums of pairs of sums: a fraction of ``ndimage.uniform_filter``'s time."""
+    """4 x 4 box sums of both planes of ``a`` (2, n + 3, w + 3), which comes with its 2 rows and
+    columns before and 1 after (scipy's alignment for an even window: i-2 .. i+1). Sums of pairs
+    of sums: a fraction of ``ndimage.uniform_filter``'s time."""
     pairs = a[:, :-1] + a[:, 1:]
     rows = pairs[:, :-2] + pairs[:, 2:]
-    w = rows.shape[2]
-    pairs = rows[:, :, :-1] + rows[:, :, 1:]  # columns j, j + 1
-    out = np.empty_like(rows)
-    np.add(pairs[:, :, : w - 3], pairs[:, :, 2:], out=out[:, :, 2 : w - 1])
-    np.multiply(pairs[:, :, 0], 2, out=out[:, :, 0])  # columns 1 0 | 0 1
-    np.add(pairs[:, :, 1], rows[:, :, 0], out=out[:, :, 1])  # 0 | 0 1 2
-    out[:, :, 1] += rows[:, :, 0]
-    np.add(pairs[:, :, w - 3], rows[:, :, w - 1], out=out[:, :, w - 1])  # w-3 w-2 w-1 | w-1
-    out[:, :, w - 1] += rows[:, :, w - 1]
+    pairs = rows[:, :, :-1] + rows[:, :, 1:]
+    out: F32 = pairs[:, :, :-2] + pairs[:, :, 2:]
     return out
 
 
@@ -248,24 +241,31 @@ def _ssim_budget(img: Image.Image) -> F32:
         q0, q1 = max(0, p0 - 2), min(h2, p1 + 1)  # the windows' 2 pooled rows above, 1 below
         band = img.crop((0, 2 * q0, 2 * w2, 2 * q1))
         y = np.asarray(band if band.mode == "L" else band.convert("L")).astype(np.uint16)
-        sums = np.empty((2, p1 - p0 + 3, w2), np.float32)  # of y and of y^2, each 2 x 2 block
+        sums = np.empty((2, p1 - p0 + 3, w2 + 3), np.float32)  # of y and y^2, each 2 x 2 block
         top = 2 - (p0 - q0)
-        into = sums[:, top : top + q1 - q0]
+        into = sums[:, top : top + q1 - q0, 2:-1]
         rows = y[0::2] + y[1::2]
         np.add(rows[:, 0::2], rows[:, 1::2], out=into[0])
         np.square(y, out=y)  # 255^2 fits
         rows32 = y[0::2].astype(np.float32)
         rows32 += y[1::2]
         np.add(rows32[:, 0::2], rows32[:, 1::2], out=into[1])
-        if top:  # mirrored past the picture's top (rows -1 -2 are rows 0 1) and bottom
-            sums[:, 1], sums[:, 0] = sums[:, 2], sums[:, 3]
+        # mirrored past the picture's edges: blocks -1 -2 are blocks 0 1, block n is n - 1
+        sums[:, :, :2] = sums[:, :, 3:1:-1]
+        sums[:, :, -1] = sums[:, :, -2]
+        if top:
+            sums[:, :2] = sums[:, 3:1:-1]
         if p1 == h2:
             sums[:, -1] = sums[:, -2]
-        mean, var = _box4(sums) * np.float32(1 / 64)
-        var -= mean * mean
-        np.maximum(var, 0, out=var)
+        box = _box4(sums)
+        mean, var = box
+        mean *= np.float32(1 / 64)
+        var *= np.float32(1 / 32)  # twice the mean of y^2 ...
+        mean *= mean
+        mean *= np.float32(2)
+        var -= mean  # ... less twice the squared mean: 2 s2
         out = budget[p0:p1, :w2]
-        np.multiply(var, np.float32(2), out=out)
+        np.maximum(var, 0, out=out)
         out += np.float32(_C2)
     if h % 2:
         budget[h2] = budget[h2 - 1]
