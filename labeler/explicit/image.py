@@ -202,6 +202,30 @@ def label_geometry(
     return box
 
 
+@functools.lru_cache(maxsize=32)
+def _plate(
+    size: tuple[int, int],
+    opacity: int,
+    text: str,
+    font_path: str | None,
+    font_size: int,
+    origin: tuple[int, int],
+    line2: tuple[str, int, int, int] | None,
+) -> Image.Image:
+    """The label's plate and text as an RGBA overlay, drawn once per geometry (a service's
+    pictures mostly share a size and always their text; rendering the text was half of
+    drawing the label). Only read after: ``alpha_composite`` makes a new picture."""
+    overlay = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.rectangle((0, 0, size[0], size[1]), fill=(0, 0, 0, opacity))
+    draw.text(origin, text, font=_font(font_path, font_size), fill=(255, 255, 255, 255))
+    if line2 is not None:
+        second, size2, x, y = line2
+        draw.text((x, y), second, font=_font(font_path, size2), fill=(255, 255, 255, 255))
+    overlay.readonly = True
+    return overlay
+
+
 def draw_label(img: Image.Image, text: str, style: VisibleStyle, second: str | None = None) -> LabelBox:
     """Draw the label onto ``img`` in place (only the plate region changes). Returns its box.
     ``img`` must be RGB, RGBA, L, LA or CMYK (callers convert palette images first)."""
@@ -210,16 +234,15 @@ def draw_label(img: Image.Image, text: str, style: VisibleStyle, second: str | N
     box = label_geometry(img.size, text, style, second)
     x0, y0 = box.plate[:2]
     region = img.crop(box.plate).convert("RGBA")
-    overlay = Image.new("RGBA", region.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(overlay)
-    draw.rectangle((0, 0, region.width, region.height), fill=(0, 0, 0, round(255 * style.plate_opacity)))
-    font = _font(style.font_path, box.font_size)
     left, top, _, _ = _ink(text, style.font_path, box.font_size)
     origin = (box.text_origin[0] - x0 - left, box.text_origin[1] - y0 - top)
-    draw.text(origin, text, font=font, fill=(255, 255, 255, 255))
+    line2 = None
     if second and box.second_line:
         size2, sx, sy = box.second_line
-        draw.text((sx - x0, sy - y0), second, font=_font(style.font_path, size2), fill=(255, 255, 255, 255))
+        line2 = (second, size2, sx - x0, sy - y0)
+    overlay = _plate(
+        region.size, round(255 * style.plate_opacity), text, style.font_path, box.font_size, origin, line2
+    )
     composed = Image.alpha_composite(region, overlay)
     img.paste(composed if img.mode == "RGBA" else composed.convert(img.mode), (x0, y0))
     return box
