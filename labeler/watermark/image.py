@@ -353,30 +353,30 @@ def embed(
     gain = min(_SSIM_LOSS**0.5, TARGET_RMS / mean_budget**0.5) * strength
     if gain * mean_budget**0.5 < MIN_RMS:
         raise WatermarkCapacityError("too flat", "the picture is too flat to watermark invisibly")
-    mask = np.sqrt(budget, out=budget)
-    mask *= np.float32(gain)
     u = _tile_scale(h, w)
     tile = _tile(key, payload)
     if u > 1:
         tile = np.kron(tile, np.ones((u, u), dtype=np.float32))
     t = tile.shape[0]
     tiles = -(-w // t)  # across: the mask is widened to whole tiles (the change past w is zeroed)
-    masks = np.empty((mask.shape[0], tiles * t // 2), np.float32)
-    masks[:, : mask.shape[1]] = mask
-    masks[:, mask.shape[1] :] = 0
     rows = np.concatenate([tile, tile])  # two tiles high: any band's rows are one slice
     band = _band_rows(w, t)
+    bw = budget.shape[1]
+    mask = np.empty((band // 2, bw), np.float32)
+    wide = np.zeros((band // 2, tiles * t), np.float32)
     delta = np.empty((band, tiles * t), np.float32)
-    wide = np.empty((band // 2, tiles * t), np.float32)
     squares = 0.0
     for r0 in range(0, h, band):
         n = min(band, h - r0)
-        ne, o = n + n % 2, r0 % t
+        ne, o, m = n + n % 2, r0 % t, (n + 1) // 2
+        np.sqrt(budget[r0 // 2 : r0 // 2 + m], out=mask[:m])
+        mask[:m] *= np.float32(gain)
+        _doubled(mask[:m], wide[:m, : 2 * bw])  # the rest of each row stays 0
         d = delta[:ne]
         np.multiply(  # each 2 x 2 block's mask times the tile's rows, tile after tile
-            _doubled(masks[r0 // 2 : r0 // 2 + ne // 2], wide[: ne // 2]).reshape(ne // 2, 1, tiles, t),
-            rows[o : o + ne].reshape(ne // 2, 2, 1, t),
-            out=d.reshape(ne // 2, 2, tiles, t),
+            wide[:m].reshape(m, 1, tiles, t),
+            rows[o : o + ne].reshape(m, 2, 1, t),
+            out=d.reshape(m, 2, tiles, t),
         )
         np.clip(d, -3 * TARGET_RMS, 3 * TARGET_RMS, out=d)
         np.rint(d, out=d)
