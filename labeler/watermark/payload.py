@@ -133,21 +133,11 @@ def decode_bits(soft: npt.NDArray[np.floating], key_id: int | None = None) -> Pa
     for t in range(y.shape[0] - 1, -1, -1):
         bits[t] = state & 1
         state = int(regs[choices[t, state], state] >> 1)
-    info = bits[:_INFO_BITS]
-    word = 0
-    for b in info:
-        word = (word << 1) | int(b)
-    value, crc = word >> _CRC_BITS, word & 0xFFFF
-    if binascii.crc_hqx(value.to_bytes(8, "big"), 0xFFFF) != crc:
-        return None
-    return Payload.from_int(value)
+    return _word_payload(int.from_bytes(np.packbits(bits[:_INFO_BITS]).tobytes(), "big"))
 
 
-def _word_payload(bits: npt.NDArray[np.uint8]) -> Payload | None:
-    """The payload of decoded info bits if their CRC checks, else None."""
-    word = 0
-    for b in bits[:_INFO_BITS]:
-        word = (word << 1) | int(b)
+def _word_payload(word: int) -> Payload | None:
+    """The payload of a decoded info word if its CRC checks, else None."""
     value, crc = word >> _CRC_BITS, word & 0xFFFF
     if binascii.crc_hqx(value.to_bytes(8, "big"), 0xFFFF) != crc:
         return None
@@ -173,18 +163,14 @@ def _list_paths(y: npt.NDArray[np.float64], key_id: int | None, size: int) -> li
         metric = np.take_along_axis(cand, order, axis=1)
         if key_id is not None and t < 16:  # paths that disagree with the key id are dropped
             metric[(nxt & 1) != (key_id >> (15 - t)) & 1] = -np.inf
-    paths = []
-    for rank in range(size):
-        if not np.isfinite(metric[0, rank]):
-            break
-        bits = np.empty(steps, dtype=np.uint8)
-        state, r = 0, rank
-        for t in range(steps - 1, -1, -1):
-            bits[t] = state & 1
-            branch_i, r = divmod(int(back[t, state, r]), size)
-            state = int(prev[branch_i, state])
-        paths.append(bits[:_INFO_BITS])
-    return paths
+    ranks = np.flatnonzero(np.isfinite(metric[0]))  # the ranks that reached state 0
+    bits = np.empty((ranks.size, steps), dtype=np.uint8)
+    state, r = np.zeros(ranks.size, dtype=np.intp), ranks
+    for t in range(steps - 1, -1, -1):  # every path traced back at once
+        bits[:, t] = state & 1
+        branch_i, r = np.divmod(back[t, state, r], size)
+        state = prev[branch_i, state]
+    return list(bits[:, :_INFO_BITS])
 
 
 def list_candidates(
@@ -196,7 +182,9 @@ def list_candidates(
     y = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
     if y.shape[0] != _INFO_BITS + _K - 1:
         raise ValueError(f"expected {CODED_BITS} soft values")
-    found = [_word_payload(bits) for bits in _list_paths(y, key_id if fixed else None, size)]
+    paths = _list_paths(y, key_id if fixed else None, size)
+    words = np.packbits(np.array(paths, dtype=np.uint8).reshape(-1, _INFO_BITS), axis=1)  # whole bytes
+    found = [_word_payload(int.from_bytes(w.tobytes(), "big")) for w in words]
     return [p for p in found if p is not None and p.key_id == key_id]
 
 
