@@ -5,6 +5,10 @@ payload code. The attack table over many pictures is benchmarks/bench_watermark.
 from __future__ import annotations
 
 import binascii
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,6 +317,30 @@ def test_in_place_changes_the_picture_given(scene: Image.Image) -> None:
     palette = scene.convert("P")
     marked = embed(palette, KEY, PAYLOAD, in_place=True).picture
     assert marked is not palette and marked.mode == "RGB"  # a mode it can't change in place
+
+
+def test_compiled_loops_work_where_no_cache_can_be_written(tmp_path: Path) -> None:
+    """A read-only install (no __pycache__ beside the module, no numba user cache): numba
+    refuses to cache there, so the loops are compiled per process instead of failing."""
+    repo = Path(__file__).resolve().parent.parent
+    (tmp_path / "__pycache__").write_text("a file: no cache directory can be made here")
+    (tmp_path / "loops.py").write_text(
+        "from labeler.watermark.kernels import _compiled\n\n@_compiled\ndef plus(x):\n    return x + 1\n"
+    )
+    nowhere = "/dev/null/cache"  # under a file: not even root can make it
+    env = {**os.environ, "NUMBA_CACHE_DIR": nowhere, "XDG_CACHE_HOME": nowhere, "HOME": nowhere}
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{repo}"
+
+    def run(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+
+    refused = run("import loops, numba; numba.njit(cache=True)(loops.plus.py_func)")
+    assert refused.returncode != 0 and "cannot cache" in refused.stderr  # the situation is real
+    works = run("import loops; print(loops.plus(41))")
+    assert works.returncode == 0, works.stderr
+    assert works.stdout.strip() == "42"
 
 
 # ---------------------------------------------------------------- false positives

@@ -1,5 +1,5 @@
 """The watermark wing: invisible marks that survive platforms which strip metadata and
-re-encode (issue 16). Needs the ``watermark`` extra (numpy, scipy, PyWavelets); the bytes core
+re-encode (issue 16). Needs the ``watermark`` extra (numpy, scipy, numba); the bytes core
 never imports this package."""
 
 from __future__ import annotations

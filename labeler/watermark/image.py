@@ -201,26 +201,14 @@ def _as_array(picture: Any) -> tuple[npt.NDArray[np.uint8], str | None]:
     return np.asarray(picture), picture.mode
 
 
-_BAND_PIXELS = 1 << 17  # the picture is worked in bands of rows of about this many pixels: the
-# temporaries stay a few hundred KiB (cache-warm, and below the size at which each fresh array
-# would cost its pages faulted in again: on a VM that was half of the embedding time)
+_BAND_PIXELS = 1 << 17  # the picture is worked in bands of rows of about this many pixels: its
+# bytes out of Pillow stay a few hundred KiB (cache-warm, and below the size at which each fresh
+# buffer costs its pages faulted in again: on a VM that was half of the whole-array embedder's time)
 
 
 def _band_rows(w: int, tile: int) -> int:
-    """Rows per band: even (whole 2 x 2 blocks), at most one tile (the pattern's rows are one
-    slice of two stacked tiles)."""
+    """Rows per band: even (whole 2 x 2 blocks), at most one tile."""
     return max(2, min(tile, _BAND_PIXELS // max(w, 1)) // 2 * 2)
-
-
-def _box4(a: F32) -> F32:
-    """4 x 4 box sums of both planes of ``a`` (2, n + 3, w + 3), which comes with its 2 rows and
-    columns before and 1 after (scipy's alignment for an even window: i-2 .. i+1). Sums of pairs
-    of sums: a fraction of ``ndimage.uniform_filter``'s time."""
-    pairs = a[:, :-1] + a[:, 1:]
-    rows = pairs[:, :-2] + pairs[:, 2:]
-    pairs = rows[:, :, :-1] + rows[:, :, 1:]
-    out: F32 = pairs[:, :, :-2] + pairs[:, :, 2:]
-    return out
 
 
 def _ssim_budget(img: Image.Image) -> F32:
@@ -232,6 +220,8 @@ def _ssim_budget(img: Image.Image) -> F32:
     The variance is exact over 8 x 8 windows aligned to 2 x 2 blocks (edges mirrored), from the
     blocks' sums of y and y^2 (pooling is a sum, so nothing is lost): a quarter of the filtering
     work. An odd last row or column takes its neighbour's budget. Luma is Pillow's (BT.601)."""
+    from labeler.watermark.kernels import budget_rows  # numba: only the embedder needs it
+
     w, h = img.size
     h2, w2 = h // 2, w // 2
     budget = np.empty((h2 + h % 2, w2 + w % 2), np.float32)
@@ -240,45 +230,13 @@ def _ssim_budget(img: Image.Image) -> F32:
         p1 = min(h2, p0 + step)
         q0, q1 = max(0, p0 - 2), min(h2, p1 + 1)  # the windows' 2 pooled rows above, 1 below
         band = img.crop((0, 2 * q0, 2 * w2, 2 * q1))
-        y = np.asarray(band if band.mode == "L" else band.convert("L")).astype(np.uint16)
-        sums = np.empty((2, p1 - p0 + 3, w2 + 3), np.float32)  # of y and y^2, each 2 x 2 block
-        top = 2 - (p0 - q0)
-        into = sums[:, top : top + q1 - q0, 2:-1]
-        rows = y[0::2] + y[1::2]
-        np.add(rows[:, 0::2], rows[:, 1::2], out=into[0])
-        np.square(y, out=y)  # 255^2 fits
-        rows32 = y[0::2].astype(np.float32)
-        rows32 += y[1::2]
-        np.add(rows32[:, 0::2], rows32[:, 1::2], out=into[1])
-        # mirrored past the picture's edges: blocks -1 -2 are blocks 0 1, block n is n - 1
-        sums[:, :, :2] = sums[:, :, 3:1:-1]
-        sums[:, :, -1] = sums[:, :, -2]
-        if top:
-            sums[:, :2] = sums[:, 3:1:-1]
-        if p1 == h2:
-            sums[:, -1] = sums[:, -2]
-        box = _box4(sums)
-        mean, var = box
-        mean *= np.float32(1 / 64)
-        var *= np.float32(1 / 32)  # twice the mean of y^2 ...
-        mean *= mean
-        mean *= np.float32(2)
-        var -= mean  # ... less twice the squared mean: 2 s2
-        out = budget[p0:p1, :w2]
-        np.maximum(var, 0, out=out)
-        out += np.float32(_C2)
+        y = np.asarray(band if band.mode == "L" else band.convert("L"))
+        budget_rows(y, budget[p0:p1, :w2], 2 - (p0 - q0), p1 + 1 - q1, _C2)
     if h % 2:
         budget[h2] = budget[h2 - 1]
     if w % 2:
         budget[:, w2] = budget[:, w2 - 1]
     return budget
-
-
-def _doubled(a: F32, out: F32) -> F32:
-    """Each float32 twice in a row, (n, w) -> (n, 2 w): its 32 bits in both halves of a 64-bit
-    word (a third of ``np.repeat``'s time; the same on either byte order)."""
-    np.multiply(a.view(np.uint32), np.uint64(0x1_0000_0001), out=out.view(np.uint64))
-    return out
 
 
 def _tile_scale(h: int, w: int) -> int:
@@ -287,9 +245,9 @@ def _tile_scale(h: int, w: int) -> int:
     return max(1, min(h, w) // 1024)
 
 
-#: how each mode's pixels are read and written: the raw layout, and the luma step spread over
-#: one pixel's bytes (the same change on R, G, B: luma only, hue and alpha untouched)
-_LAYOUT = {"L": ("L", 0x01), "RGB": ("RGBX", 0x010101), "RGBA": ("RGBA", 0x010101)}
+#: how each mode's pixels are read and written: the raw layout and its bytes per pixel (the
+#: same change on R, G, B: luma only, hue and alpha untouched)
+_LAYOUT = {"L": ("L", 1), "RGB": ("RGBX", 4), "RGBA": ("RGBA", 4)}
 
 
 def _as_image(picture: Any, in_place: bool) -> Image.Image:
@@ -305,38 +263,6 @@ def _as_image(picture: Any, in_place: bool) -> Image.Image:
     return picture if in_place else picture.copy()  # type: ignore[no-any-return]
 
 
-def _mark_band(img: Image.Image, r0: int, delta: F32, w: int) -> float:
-    """Add ``delta`` (whole levels; its columns past ``w`` are zero) to the picture's luma from
-    row ``r0`` in place; returns the sum of the squared changes made."""
-    from PIL import Image
-
-    n = delta.shape[0]
-    rawmode, spread = _LAYOUT[img.mode]
-    step = delta[:, :w].astype(np.int8)
-    base = np.frombuffer(img.crop((0, r0, w, r0 + n)).tobytes("raw", rawmode), np.uint8)
-    # the step's byte (two's complement) in every colour byte of the pixel: adding modulo 256 is
-    # exact except where a level went past black or white, which is found and clipped
-    change = (
-        (step.view(np.uint8).astype("<u4") * spread).view(np.uint8).reshape(-1)
-        if spread > 1
-        else step.reshape(-1).view(np.uint8)
-    )
-    marked = base + change
-    wrapped = np.less(marked, base)
-    wrapped ^= change.view(np.int8) < 0
-    channels = 1 if img.mode == "L" else 3
-    flat = delta.reshape(-1)
-    squares = channels * float(np.einsum("i,i->", flat, flat))  # exact: whole numbers < 2^24
-    if wrapped.any():
-        at = np.flatnonzero(wrapped)
-        meant = change.view(np.int8)[at]
-        marked[at] = np.where(meant < 0, 0, 255)
-        done = marked[at].astype(np.int16) - base[at]
-        squares -= int(np.square(meant, dtype=np.int16).sum()) - int(np.square(done).sum())
-    img.paste(Image.frombytes(img.mode, (w, n), marked, "raw", rawmode), (0, r0))
-    return squares
-
-
 def embed(
     picture: PictureT, key: WatermarkKey, payload: Payload, *, strength: float = 1.0, in_place: bool = False
 ) -> Embedded:
@@ -344,6 +270,10 @@ def embed(
     ``in_place``: a PIL image in L, RGB or RGBA is changed and returned itself (no copy).
 
     Raises :class:`WatermarkCapacityError` for a picture smaller than a tile or too flat."""
+    from PIL import Image
+
+    from labeler.watermark.kernels import mark_rows  # numba: only the embedder needs it
+
     w, h = picture.size if not isinstance(picture, np.ndarray) else picture.shape[1::-1]
     if min(h, w) < MIN_SIDE:
         raise WatermarkCapacityError("too small", f"{w}x{h} is too small to watermark (min side {MIN_SIDE})")
@@ -357,31 +287,15 @@ def embed(
     tile = _tile(key, payload)
     if u > 1:
         tile = np.kron(tile, np.ones((u, u), dtype=np.float32))
-    t = tile.shape[0]
-    tiles = -(-w // t)  # across: the mask is widened to whole tiles (the change past w is zeroed)
-    rows = np.concatenate([tile, tile])  # two tiles high: any band's rows are one slice
-    band = _band_rows(w, t)
-    bw = budget.shape[1]
-    mask = np.empty((band // 2, bw), np.float32)
-    wide = np.zeros((band // 2, tiles * t), np.float32)
-    delta = np.empty((band, tiles * t), np.float32)
-    squares = 0.0
-    for r0 in range(0, h, band):
+    rawmode, stride = _LAYOUT[img.mode]
+    band = _band_rows(w, tile.shape[0])
+    squares = 0
+    for r0 in range(0, h, band):  # each band's bytes out of Pillow, marked, and pasted back
         n = min(band, h - r0)
-        ne, o, m = n + n % 2, r0 % t, (n + 1) // 2
-        np.sqrt(budget[r0 // 2 : r0 // 2 + m], out=mask[:m])
-        mask[:m] *= np.float32(gain)
-        _doubled(mask[:m], wide[:m, : 2 * bw])  # the rest of each row stays 0
-        d = delta[:ne]
-        np.multiply(  # each 2 x 2 block's mask times the tile's rows, tile after tile
-            wide[:m].reshape(m, 1, tiles, t),
-            rows[o : o + ne].reshape(m, 2, 1, t),
-            out=d.reshape(m, 2, tiles, t),
-        )
-        np.clip(d, -3 * TARGET_RMS, 3 * TARGET_RMS, out=d)
-        np.rint(d, out=d)
-        d[:, w:] = 0
-        squares += _mark_band(img, r0, d[:n], w)
+        rows = np.frombuffer(img.crop((0, r0, w, r0 + n)).tobytes("raw", rawmode), np.uint8)
+        rows = rows.reshape(n, w * stride).copy()
+        squares += mark_rows(rows, stride, budget, r0, tile, gain, 3 * TARGET_RMS, w)
+        img.paste(Image.frombytes(img.mode, (w, n), rows, "raw", rawmode), (0, r0))
     channels = 1 if img.mode == "L" else 3
     mse = squares / (channels * h * w)
     psnr = 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
