@@ -1,11 +1,12 @@
 """The embedder's two per-pixel loops, compiled (numba): numpy's way, one pass over the band per
 operation, left the mark at 7.3 ms per megapixel inside a label whose bare re-encode is 6.5 ms;
-one fused loop per row reads and writes each byte once.
+here each row is a few plain loops that read and write each byte once.
 
-Both give the same numbers as the whole-array numpy reference in ``tests/test_watermark.py``
-(float32 arithmetic in the same order, no fast-math; rounding is to nearest even, as
-``np.rint``). Compiled code is cached beside this file, or in numba's user cache; where neither
-is writable (a read-only container) it is compiled once per process instead of failing.
+They write the pixels the banded numpy embedder wrote (float32 arithmetic in the same order, no
+fast-math, rounding to nearest even as ``np.rint``), and the whole-array float64 reference in
+``tests/test_watermark.py`` checks them (a level may differ at a rare .5 tie). Compiled code is
+cached beside this file, or in numba's user cache; where neither is writable (a read-only
+container) it is compiled once per process instead of failing.
 """
 
 from __future__ import annotations
