@@ -199,7 +199,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         from .explicit.marking import wing
 
         if wing() is None:
-            raise LabelerError("--watermark needs the 'watermark' extra (numpy, scipy, numba)")
+            raise LabelerError("--watermark needs the 'watermark' extra (numpy, scipy)")
     options = Options(
         visible=args.visible,
         relabel=args.relabel,
@@ -382,7 +382,7 @@ def _watermark_keys(args: argparse.Namespace) -> _Marks:
         from .explicit.marking import wing
 
         if wing() is None:
-            raise LabelerError("watermark detection needs the 'watermark' extra (numpy, scipy, numba)")
+            raise LabelerError("watermark detection needs the 'watermark' extra (numpy, scipy)")
     return keys, bool(args.watermark)
 
 

@@ -39,7 +39,7 @@ _DERIVE = b"aigc-labeler watermark secret v1"
 
 class WatermarkUnavailableError(LabelerError):
     """``watermark=True`` was asked for, but it can't be written or read here: the ``watermark``
-    extra (numpy, scipy, numba) is not installed, or the policy has no key to mark with."""
+    extra (numpy, scipy) is not installed, or the policy has no key to mark with."""
 
 
 def derive_secret(private_pem: bytes) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage  # type: ignore[import-untyped]
@@ -243,11 +243,9 @@ def test_arrays_and_modes(scene: Image.Image) -> None:
     assert out_rgba.mode == "RGBA" and out_rgba.getchannel("A").getextrema() == (200, 200)
 
 
-def _reference_embed(img: Image.Image, strength: float = 1.0) -> tuple[np.ndarray, float, np.ndarray]:
-    """The embedder written plainly, on whole float64 arrays (the oracle for the banded,
-    in-place one): SSIM budget of 8 x 8 windows per 2 x 2 block (scipy's uniform filter on the
-    blocks' means of y and y^2), an odd last row/column takes its neighbour's, gain from the
-    mean budget, mask x tile, clipped, rounded, added to R, G, B (or L) and clipped to 0..255."""
+def _reference_budget(img: Image.Image) -> np.ndarray:
+    """The SSIM budget written plainly: scipy's uniform filter (mirrored edges) over the 2 x 2
+    blocks' means of y and y^2; an odd last row/column takes its neighbour's."""
     from labeler.watermark import image as wm
 
     y = np.asarray(img.convert("L"), np.float64)
@@ -256,7 +254,19 @@ def _reference_embed(img: Image.Image, strength: float = 1.0) -> tuple[np.ndarra
     pool = lambda a: (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) / 4  # noqa: E731
     mean = ndimage.uniform_filter(pool(e), 4, mode="reflect")
     var = np.maximum(ndimage.uniform_filter(pool(e * e), 4, mode="reflect") - mean * mean, 0)
-    budget = np.pad(2 * var + wm._C2, ((0, h % 2), (0, w % 2)), mode="edge")
+    budget: np.ndarray = np.pad(2 * var + wm._C2, ((0, h % 2), (0, w % 2)), mode="edge")
+    return budget
+
+
+def _reference_embed(img: Image.Image, strength: float = 1.0) -> tuple[np.ndarray, float, np.ndarray]:
+    """The embedder written plainly, on whole float64 arrays (the oracle for the banded,
+    in-place one): SSIM budget of 8 x 8 windows per 2 x 2 block (scipy's uniform filter on the
+    blocks' means of y and y^2), an odd last row/column takes its neighbour's, gain from the
+    mean budget, mask x tile, clipped, rounded, added to R, G, B (or L) and clipped to 0..255."""
+    from labeler.watermark import image as wm
+
+    budget = _reference_budget(img)
+    h, w = budget.shape[0] * 2 - img.size[1] % 2, budget.shape[1] * 2 - img.size[0] % 2
     gain = min(wm._SSIM_LOSS**0.5, wm.TARGET_RMS / budget.mean() ** 0.5) * strength
     mask = np.repeat(np.repeat(np.sqrt(budget) * gain, 2, axis=0), 2, axis=1)[:h, :w]
     tile = wm._tile(KEY, PAYLOAD).astype(np.float64)
@@ -303,6 +313,81 @@ def test_embedding_matches_the_plain_reference(w: int, h: int, mode: str, seed: 
         x, y = x[..., :3], y[..., :3]
     assert got.psnr == pytest.approx(10 * np.log10(255.0**2 / np.mean((x - y) ** 2)), abs=1e-9)
     assert got.psnr == pytest.approx(want_psnr, abs=0.05)
+
+
+@given(
+    st.integers(1, 40),
+    st.integers(2, 200),
+    st.integers(0, 2),
+    st.booleans(),
+    st.sampled_from([1, 4]),
+    st.integers(0, 2**16),
+)
+def test_compiled_and_numpy_loops_write_the_same_bytes(
+    rows: int, w: int, top: int, bottom: bool, stride: int, seed: int
+) -> None:
+    """The numba loops and the numpy passes (used without the watermark-fast extra) are the
+    same function: budget rows for every edge case (0-2 mirrored rows above, 0-1 below), and the
+    marked bytes and their squares for grey and RGBX rows, odd widths, any band offset."""
+    from labeler.watermark import kernels
+
+    if not kernels.COMPILED:
+        pytest.skip("numba (the watermark-fast extra) is not installed")
+    rng = np.random.default_rng(seed)
+    m = rows + 2 - top + 1 - bottom  # the pooled rows the band's windows read
+    assume(m >= top)  # a band has real rows to mirror (a picture is at least 64 blocks high)
+    y = rng.integers(0, 256, size=(2 * m, 2 * w), dtype=np.uint8)
+    y[:, : w // 2] = 255  # a white part: the budget's floor
+    got, want = np.empty((rows, w), np.float32), np.empty((rows, w), np.float32)
+    kernels.budget_rows(y, got, top, int(bottom), 58.5225)
+    kernels._budget_numpy(y, want, top, int(bottom), 58.5225)
+    np.testing.assert_array_equal(got, want)
+    r0 = 2 * int(rng.integers(0, 64))  # the band's first row in the picture (even)
+    budget = rng.uniform(58, 3000, size=(r0 // 2 + rows + 1, (w + 1) // 2)).astype(np.float32)
+    tile = rng.normal(size=(128, 128)).astype(np.float32)
+    base = rng.integers(0, 256, size=(2 * rows, w * stride), dtype=np.uint8)
+    base[0] = 255  # rows of white and black: the change must clip there
+    base[-1] = 0
+    a, b = base.copy(), base.copy()
+    sq_a = kernels.mark_rows(a, stride, budget, r0, tile, 0.3, 6.9, w)
+    sq_b = kernels._mark_numpy(b, stride, budget, r0, tile, 0.3, 6.9, w)
+    np.testing.assert_array_equal(a, b)
+    assert sq_a == sq_b
+    if stride == 4:
+        assert np.array_equal(a.reshape(-1, 4)[:, 3], base.reshape(-1, 4)[:, 3])  # the fourth byte
+
+
+def test_embedding_without_numba_gives_the_same_picture(tmp_path: Path) -> None:
+    """Without the watermark-fast extra the numpy passes mark the picture: the same bytes."""
+    from labeler.watermark import kernels
+
+    if not kernels.COMPILED:
+        pytest.skip("numba (the watermark-fast extra) is not installed")
+    picture = synthetic_scene(5, (301, 257))
+    picture.save(tmp_path / "in.png")
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "from PIL import Image\n"
+        "from labeler.watermark import embed, kernels, WatermarkKey, Payload\n"
+        "assert not kernels.COMPILED\n"
+        f"key = WatermarkKey({KEY.secret!r}, {KEY.key_id})\n"
+        f"payload = Payload({PAYLOAD.key_id}, {PAYLOAD.content_id})\n"
+        f"out = embed(Image.open({str(tmp_path / 'in.png')!r}), key, payload)\n"
+        f"out.picture.save({str(tmp_path / 'out.png')!r}); print(repr(out.psnr))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    compiled = embed(picture, KEY, PAYLOAD)
+    assert Image.open(tmp_path / "out.png").tobytes() == compiled.picture.tobytes()
+    assert float(run.stdout) == compiled.psnr
+
+
+def test_a_very_wide_picture_has_its_budget() -> None:
+    """Wider than 65,536 px, a band is one row of blocks: its windows mirror one row above."""
+    from labeler.watermark import image as wm
+
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, size=(9, 66_000), dtype=np.uint8), "L")
+    np.testing.assert_allclose(wm._ssim_budget(img), _reference_budget(img), rtol=1e-5, atol=0.02)
 
 
 def test_in_place_changes_the_picture_given(scene: Image.Image) -> None:

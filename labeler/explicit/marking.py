@@ -6,7 +6,7 @@ Its payload links the picture to the signed record (docs/watermark.md, "Where th
 written and read"): 16 bits of key id, 24 bits of the provider code's hash, 24 bits of the
 ProduceID's hash, so a verifier holding the key names the producer after metadata is gone.
 
-The watermark wing (``labeler.watermark``: numpy, scipy, numba) is optional, so it is loaded by name
+The watermark wing (``labeler.watermark``: numpy, scipy) is optional, so it is loaded by name
 in :func:`wing`, the one place that knows it may be missing: without it, labelling works and
 says the mark is unavailable; only an explicit ``watermark=True`` raises.
 """
@@ -49,7 +49,7 @@ MarkStatus = Literal["marked", "off", "unavailable", "too small", "too flat", "t
 
 @functools.cache
 def wing() -> ModuleType | None:
-    """The watermark wing, or None when its extra (numpy, scipy, numba) is not installed."""
+    """The watermark wing, or None when its extra (numpy, scipy) is not installed."""
     try:
         return importlib.import_module("labeler.watermark")
     except ImportError:

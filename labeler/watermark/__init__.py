@@ -1,6 +1,6 @@
 """The watermark wing: invisible marks that survive platforms which strip metadata and
-re-encode (issue 16). Needs the ``watermark`` extra (numpy, scipy, numba); the bytes core
-never imports this package."""
+re-encode (issue 16). Needs the ``watermark`` extra (numpy, scipy; ``watermark-fast`` adds
+numba, which compiles the embedder's loops); the bytes core never imports this package."""
 
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ def _ssim_budget(img: Image.Image) -> F32:
     The variance is exact over 8 x 8 windows aligned to 2 x 2 blocks (edges mirrored), from the
     blocks' sums of y and y^2 (pooling is a sum, so nothing is lost): a quarter of the filtering
     work. An odd last row or column takes its neighbour's budget. Luma is Pillow's (BT.601)."""
-    from labeler.watermark.kernels import budget_rows  # numba: only the embedder needs it
+    from labeler.watermark.kernels import budget_rows  # numba, if there: only the embedder uses it
 
     w, h = img.size
     h2, w2 = h // 2, w // 2
@@ -272,7 +272,7 @@ def embed(
     Raises :class:`WatermarkCapacityError` for a picture smaller than a tile or too flat."""
     from PIL import Image
 
-    from labeler.watermark.kernels import mark_rows  # numba: only the embedder needs it
+    from labeler.watermark.kernels import mark_rows  # numba, if there: only the embedder uses it
 
     w, h = picture.size if not isinstance(picture, np.ndarray) else picture.shape[1::-1]
     if min(h, w) < MIN_SIDE:

@@ -1,12 +1,14 @@
-"""The embedder's two per-pixel loops, compiled (numba): numpy's way, one pass over the band per
-operation, left the mark at 7.3 ms per megapixel inside a label whose bare re-encode is 6.5 ms;
-here each row is a few plain loops that read and write each byte once.
+"""The embedder's two per-pixel loops: the SSIM budget of a band, and the mark added to a band.
 
-They write the pixels the banded numpy embedder wrote (float32 arithmetic in the same order, no
-fast-math, rounding to nearest even as ``np.rint``), and the whole-array float64 reference in
-``tests/test_watermark.py`` checks them (a level may differ at a rare .5 tie). Compiled code is
-cached beside this file, or in numba's user cache; where neither is writable (a read-only
-container) it is compiled once per process instead of failing.
+Each exists twice, writing the same pixels (float32 arithmetic in the same order, rounding to
+nearest even): numpy passes, one over the band per operation (the mark in a label: 7.3 ms per
+megapixel), and, with the ``watermark-fast`` extra, loops compiled by numba that read and write
+each byte once (3.5 ms; numba costs ~150 MB of memory in a process that marks pictures, hence
+an extra). ``COMPILED`` says which is in use. The whole-array float64 reference in
+``tests/test_watermark.py`` checks both (a level may differ at a rare .5 tie).
+
+Compiled code is cached beside this file, or in numba's user cache; where neither is writable
+(a read-only container) it is compiled once per process instead of failing.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numpy as np
-from numba import njit
 
-__all__ = ["budget_rows", "mark_rows"]
+try:
+    from numba import njit
+except ImportError:  # the watermark-fast extra is not installed: the numpy passes
+    njit = None  # type: ignore[assignment]
+
+__all__ = ["COMPILED", "budget_rows", "mark_rows"]
+
+COMPILED = njit is not None
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,14 +38,14 @@ _THRICE = 0x00010101 if sys.byteorder == "little" else 0x01010100
 def _compiled(fn: F) -> F:
     """``njit`` without the GIL (the middleware marks pictures in threads), cached on disk when
     some cache directory is writable."""
+    assert njit is not None
     try:
         return cast(F, njit(cache=True, nogil=True)(fn))
     except RuntimeError:  # "cannot cache function ...: no locator available"
         return cast(F, njit(nogil=True)(fn))
 
 
-@_compiled
-def budget_rows(y: Any, out: Any, top: int, bottom: int, c2: float) -> None:  # pragma: no cover - compiled
+def _budget_loops(y: Any, out: Any, top: int, bottom: int, c2: float) -> None:  # pragma: no cover - compiled
     """SSIM budget rows at half size: ``y`` holds the luma rows of the pooled rows a band's
     windows need (2 pixel rows each, 2 x w2 columns); ``top`` (0-2) and ``bottom`` (0-1) pooled
     rows are mirrored past the picture's edge. Each ``out`` value is 2 s2 + C2 over the 8 x 8
@@ -56,9 +64,8 @@ def budget_rows(y: Any, out: Any, top: int, bottom: int, c2: float) -> None:  # 
             s1[top + i, j + 2] = a + b + c + d
             s2[top + i, j + 2] = a * a + b * b + c * c + d * d
     for j in range(2, w2 + 2):  # mirrored: blocks -1 -2 are blocks 0 1, block n is n - 1
-        if top == 2:
-            s1[1, j], s1[0, j] = s1[2, j], s1[3, j]
-            s2[1, j], s2[0, j] = s2[2, j], s2[3, j]
+        for r in range(top):
+            s1[r, j], s2[r, j] = s1[2 * top - 1 - r, j], s2[2 * top - 1 - r, j]
         if bottom == 1:
             s1[rows - 1, j] = s1[rows - 2, j]
             s2[rows - 1, j] = s2[rows - 2, j]
@@ -79,8 +86,7 @@ def budget_rows(y: Any, out: Any, top: int, bottom: int, c2: float) -> None:  # 
             out[i, j] = (var if var > 0 else np.float32(0)) + np.float32(c2)
 
 
-@_compiled
-def mark_rows(
+def _mark_loops(
     base: Any, stride: int, budget: Any, r0: int, tile: Any, gain: float, limit: float, w: int
 ) -> int:  # pragma: no cover - compiled
     """Add the mark to ``base`` in place: rows of ``w`` pixels from picture row ``r0`` (even),
@@ -123,3 +129,82 @@ def mark_rows(
             line[k] = np.uint8(x)
         squares += int(acc)
     return squares
+
+
+def _box4(a: Any) -> Any:
+    """4 x 4 box sums of both planes of ``a`` (2, n + 3, w + 3), which comes with its 2 rows and
+    columns before and 1 after: sums of pairs of sums."""
+    pairs = a[:, :-1] + a[:, 1:]
+    rows = pairs[:, :-2] + pairs[:, 2:]
+    pairs = rows[:, :, :-1] + rows[:, :, 1:]
+    return pairs[:, :, :-2] + pairs[:, :, 2:]
+
+
+def _budget_numpy(y: Any, out: Any, top: int, bottom: int, c2: float) -> None:
+    """:func:`budget_rows` in numpy passes."""
+    m, w2 = y.shape[0] // 2, y.shape[1] // 2
+    wide = y.astype(np.uint16)
+    sums = np.empty((2, m + top + bottom, w2 + 3), np.float32)  # of y and y^2, each 2 x 2 block
+    into = sums[:, top : top + m, 2:-1]
+    rows = wide[0::2] + wide[1::2]
+    np.add(rows[:, 0::2], rows[:, 1::2], out=into[0])
+    np.square(wide, out=wide)  # 255^2 fits
+    rows32 = wide[0::2].astype(np.float32)
+    rows32 += wide[1::2]
+    np.add(rows32[:, 0::2], rows32[:, 1::2], out=into[1])
+    sums[:, :, :2] = sums[:, :, 3:1:-1]  # mirrored: blocks -1 -2 are blocks 0 1, n is n - 1
+    sums[:, :, -1] = sums[:, :, -2]
+    sums[:, :top] = sums[:, 2 * top - 1 : top - 1 : -1] if top else sums[:, :0]
+    if bottom:
+        sums[:, -1] = sums[:, -2]
+    mean, var = _box4(sums)
+    mean *= np.float32(1 / 64)
+    var *= np.float32(1 / 32)  # twice the mean of y^2 ...
+    mean *= mean
+    mean *= np.float32(2)
+    var -= mean  # ... less twice the squared mean: 2 s2
+    np.maximum(var, 0, out=out)
+    out += np.float32(c2)
+
+
+def _mark_numpy(
+    base: Any, stride: int, budget: Any, r0: int, tile: Any, gain: float, limit: float, w: int
+) -> int:
+    """:func:`mark_rows` in numpy passes: the step is added to the bytes modulo 256, and the few
+    levels that went past black or white are found and clipped."""
+    n, t = base.shape[0], tile.shape[0]
+    m, tiles = (n + 1) // 2, -(-w // t)
+    mask = np.sqrt(budget[r0 // 2 : r0 // 2 + m])
+    mask *= np.float32(gain)
+    wide = np.zeros((m, tiles * t), np.float32)  # each 2 x 2 block's mask twice, whole tiles
+    np.multiply(
+        mask.view(np.uint32), np.uint64(0x1_0000_0001), out=wide[:, : 2 * mask.shape[1]].view(np.uint64)
+    )
+    rows = np.take(tile, (np.arange(2 * m) + r0) % t, axis=0)
+    delta = np.multiply(wide.reshape(m, 1, tiles, t), rows.reshape(m, 2, 1, t)).reshape(2 * m, tiles * t)
+    np.clip(delta, -limit, limit, out=delta)
+    np.rint(delta, out=delta)
+    delta[:, w:] = 0
+    step = delta[:n, :w].astype(np.int8)
+    change = (
+        (step.view(np.uint8).astype("<u4") * 0x010101).view(np.uint8) if stride == 4 else step.view(np.uint8)
+    )
+    change = change.reshape(-1)
+    flat = base.reshape(-1)
+    marked = flat + change
+    wrapped = np.less(marked, flat)
+    wrapped ^= change.view(np.int8) < 0
+    real = delta[:n].reshape(-1)
+    squares = (3 if stride == 4 else 1) * int(np.einsum("i,i->", real, real))  # whole numbers < 2^24
+    if wrapped.any():
+        at = np.flatnonzero(wrapped)
+        meant = change.view(np.int8)[at]
+        marked[at] = np.where(meant < 0, 0, 255)
+        done = marked[at].astype(np.int16) - flat[at]
+        squares -= int(np.square(meant, dtype=np.int16).sum()) - int(np.square(done).sum())
+    flat[:] = marked
+    return squares
+
+
+budget_rows = _compiled(_budget_loops) if COMPILED else _budget_numpy
+mark_rows = _compiled(_mark_loops) if COMPILED else _mark_numpy
