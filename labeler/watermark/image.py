@@ -175,7 +175,7 @@ def _tile(key: WatermarkKey, payload: Payload) -> F32:
 
 def _luma_quick(rgb: npt.NDArray[Any]) -> F32:
     """Luma for detection: BT.601 in 8-bit fixed point (weights 77, 150, 29 of 256), summed in
-    uint16; a fraction of a level from :func:`_luma` and cheaper."""
+    uint16; a fraction of a level from the float weights, and cheaper."""
     if rgb.ndim == 2:
         return rgb.astype(np.float32)
     y = rgb[..., 0].astype(np.uint16) * np.uint16(77)
@@ -652,9 +652,13 @@ def _found(
     payload = _read_payload(folded, key, oy, ox)
     if payload is None:
         return None
+    return Detection(True, p, payload, z, threshold, *_geometry(lattice), "", n)
+
+
+def _geometry(lattice: F64) -> tuple[float, float]:
+    """A lattice's scale (against the made-with tile) and rotation in degrees, as reported."""
     scale = math.sqrt(abs(float(np.linalg.det(lattice)))) / TILE
-    rotation = math.degrees(math.atan2(lattice[1, 0], lattice[0, 0]))
-    return Detection(True, p, payload, z, threshold, scale, rotation, "", n)
+    return scale, math.degrees(math.atan2(lattice[1, 0], lattice[0, 0]))
 
 
 @lru_cache(maxsize=32)
@@ -850,11 +854,8 @@ def _detect_residual(r: F32, key: WatermarkKey, threshold: float) -> Detection:
         for fold_at, lat_at, at_y, at_x in ((folded, polished, oy, ox), (folded1, lattice, oy1, ox1)):
             payload = _read_list(fold_at, key, at_y, at_x)
             if payload is not None:
-                scale = math.sqrt(abs(float(np.linalg.det(lat_at)))) / TILE
-                rotation = math.degrees(math.atan2(lat_at[1, 0], lat_at[0, 0]))
-                return Detection(True, p_value, payload, z, threshold, scale, rotation, "", len(lattices))
-    scale = math.sqrt(abs(float(np.linalg.det(lattice)))) / TILE
-    rotation = math.degrees(math.atan2(lattice[1, 0], lattice[0, 0]))
+                return Detection(True, p_value, payload, z, threshold, *_geometry(lat_at), "", len(lattices))
+    scale, rotation = _geometry(lattice)
     reason = "mark present, payload unreadable" if detected else "no mark at this threshold"
     return Detection(detected, p_value, None, z, threshold, scale, rotation, reason, len(lattices))
 
