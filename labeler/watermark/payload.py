@@ -109,9 +109,7 @@ def decode_bits(soft: npt.NDArray[np.floating], key_id: int | None = None) -> Pa
     Returns the payload if its CRC checks, else None. ``key_id``: the 16 bits a detector
     already knows (the key it looks with wrote them), kept fixed on the trellis: only the
     content id and the CRC are left to decode, which reads a fainter mark."""
-    y = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
-    if y.shape[0] != _INFO_BITS + _K - 1:
-        raise ValueError(f"expected {CODED_BITS} soft values")
+    y = _steps(soft)
     symbols = 1.0 - 2.0 * _OUTPUTS.astype(np.float64)  # (128, 3): +1 for a 0 bit
     nxt = np.arange(_STATES)
     # predecessors of state n: register (hi<<6)|n, previous state = register >> 1
@@ -136,6 +134,14 @@ def decode_bits(soft: npt.NDArray[np.floating], key_id: int | None = None) -> Pa
     return _word_payload(int.from_bytes(np.packbits(bits[:_INFO_BITS]).tobytes(), "big"))
 
 
+def _steps(soft: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """The soft values as one row of three per trellis step; raises unless CODED_BITS."""
+    y = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
+    if y.shape[0] != _INFO_BITS + _K - 1:
+        raise ValueError(f"expected {CODED_BITS} soft values")
+    return y
+
+
 def _word_payload(word: int) -> Payload | None:
     """The payload of a decoded info word if its CRC checks, else None."""
     value, crc = word >> _CRC_BITS, word & 0xFFFF
@@ -144,9 +150,10 @@ def _word_payload(word: int) -> Payload | None:
     return Payload.from_int(value)
 
 
-def _list_paths(y: npt.NDArray[np.float64], key_id: int | None, size: int) -> list[npt.NDArray[np.uint8]]:
-    """The ``size`` most likely info-bit paths ending in state 0, best first (a parallel list
-    Viterbi: every state keeps its ``size`` best paths). ``key_id`` fixes its 16 bits."""
+def _list_paths(y: npt.NDArray[np.float64], key_id: int | None, size: int) -> npt.NDArray[np.uint8]:
+    """The ``size`` most likely info-bit paths ending in state 0, a row each, best first (a
+    parallel list Viterbi: every state keeps its ``size`` best paths). ``key_id`` fixes its 16
+    bits."""
     symbols = 1.0 - 2.0 * _OUTPUTS.astype(np.float64)
     nxt = np.arange(_STATES)
     regs = np.stack([nxt, nxt | _STATES])  # (2, 64): the registers entering each state
@@ -170,7 +177,7 @@ def _list_paths(y: npt.NDArray[np.float64], key_id: int | None, size: int) -> li
         bits[:, t] = state & 1
         branch_i, r = np.divmod(back[t, state, r], size)
         state = prev[branch_i, state]
-    return list(bits[:, :_INFO_BITS])
+    return bits[:, :_INFO_BITS]
 
 
 def list_candidates(
@@ -179,11 +186,8 @@ def list_candidates(
     """Every payload among the ``size`` best paths whose CRC checks and whose key id is
     ``key_id``, best first (``fixed``: the key id fixed on the trellis, else decoded and
     compared). More than one, or one when no mark is there, is a false accept."""
-    y = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
-    if y.shape[0] != _INFO_BITS + _K - 1:
-        raise ValueError(f"expected {CODED_BITS} soft values")
-    paths = _list_paths(y, key_id if fixed else None, size)
-    words = np.packbits(np.array(paths, dtype=np.uint8).reshape(-1, _INFO_BITS), axis=1)  # whole bytes
+    y = _steps(soft)
+    words = np.packbits(_list_paths(y, key_id if fixed else None, size), axis=1)  # whole bytes
     found = [_word_payload(int.from_bytes(w.tobytes(), "big")) for w in words]
     return [p for p in found if p is not None and p.key_id == key_id]
 
