@@ -154,7 +154,8 @@ def _budget_numpy(y: Any, out: Any, top: int, bottom: int, c2: float) -> None:
     np.add(rows32[:, 0::2], rows32[:, 1::2], out=into[1])
     sums[:, :, :2] = sums[:, :, 3:1:-1]  # mirrored: blocks -1 -2 are blocks 0 1, n is n - 1
     sums[:, :, -1] = sums[:, :, -2]
-    sums[:, :top] = sums[:, 2 * top - 1 : top - 1 : -1] if top else sums[:, :0]
+    if top:  # rows -1 -2 are rows 0 1
+        sums[:, :top] = sums[:, 2 * top - 1 : top - 1 : -1]
     if bottom:
         sums[:, -1] = sums[:, -2]
     mean, var = _box4(sums)
@@ -186,9 +187,9 @@ def _mark_numpy(
     np.rint(delta, out=delta)
     delta[:, w:] = 0
     step = delta[:n, :w].astype(np.int8)
-    change = (
-        (step.view(np.uint8).astype("<u4") * 0x010101).view(np.uint8) if stride == 4 else step.view(np.uint8)
-    )
+    change = step.view(np.uint8)  # the step's byte (two's complement) in each colour byte
+    if stride == 4:
+        change = (change.astype(np.uint32) * np.uint32(_THRICE)).view(np.uint8)
     change = change.reshape(-1)
     flat = base.reshape(-1)
     marked = flat + change
